@@ -1,0 +1,747 @@
+//! Typed ECS calls over [`JsonClient`]. Requests are built with
+//! `serde_json::json!`, responses parsed by hand; field names follow the ECS
+//! API model (botocore `ecs/2014-11-13/service-2.json`).
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::credentials::CredentialSource;
+use super::error::{AwsError, ErrorKind};
+use super::http::{default_endpoint, HttpConfig, JsonClient};
+
+/// The SigV4 signing name of ECS.
+pub const SERVICE: &str = "ecs";
+/// The `X-Amz-Target` prefix of ECS.
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
+/// Longest `reason` ECS accepts in StopTask.
+pub const MAX_STOP_REASON_CHARS: usize = 255;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cluster {
+    pub arn: String,
+    pub name: String,
+    /// `ACTIVE`, `PROVISIONING`, `DEPROVISIONING`, `FAILED`, `INACTIVE`.
+    pub status: String,
+}
+
+/// One entry of an ECS `failures` list (e.g. `reason: "MISSING"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Failure {
+    pub arn: Option<String>,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DescribeClustersOutput {
+    pub clusters: Vec<Cluster>,
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsVpcConfiguration {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    /// `ENABLED` or `DISABLED`.
+    pub assign_public_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTaskInput {
+    pub cluster: String,
+    pub task_definition: String,
+    /// `FARGATE`, `EC2`, `EXTERNAL`, ...; omitted when None.
+    pub launch_type: Option<String>,
+    pub network: Option<AwsVpcConfiguration>,
+    pub started_by: Option<String>,
+    pub client_token: Option<String>,
+    pub tags: Vec<(String, String)>,
+    /// Always 1 from the driver; 0 is sent as 1.
+    pub count: u32,
+}
+
+impl Default for RunTaskInput {
+    fn default() -> Self {
+        RunTaskInput {
+            cluster: String::new(),
+            task_definition: String::new(),
+            launch_type: None,
+            network: None,
+            started_by: None,
+            client_token: None,
+            tags: Vec::new(),
+            count: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunTaskOutput {
+    pub tasks: Vec<Task>,
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Container {
+    pub name: String,
+    pub container_arn: Option<String>,
+    pub last_status: Option<String>,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Task {
+    pub task_arn: String,
+    pub cluster_arn: Option<String>,
+    pub task_definition_arn: Option<String>,
+    pub last_status: String,
+    pub desired_status: String,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    /// Epoch seconds, as ECS sends them.
+    pub created_at: Option<f64>,
+    pub started_at: Option<f64>,
+    pub stopping_at: Option<f64>,
+    pub stopped_at: Option<f64>,
+    pub containers: Vec<Container>,
+    pub started_by: Option<String>,
+    pub launch_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeTasksOutput {
+    pub tasks: Vec<Task>,
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDefinition {
+    pub name: String,
+    /// ECS treats a missing `essential` as true.
+    pub essential: bool,
+}
+
+impl Default for ContainerDefinition {
+    fn default() -> Self {
+        ContainerDefinition {
+            name: String::new(),
+            essential: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskDefinition {
+    pub arn: String,
+    pub family: String,
+    pub revision: i64,
+    pub containers: Vec<ContainerDefinition>,
+}
+
+/// Typed ECS operations.
+#[derive(Debug)]
+pub struct EcsClient {
+    json: JsonClient,
+}
+
+impl EcsClient {
+    /// `endpoint` None (or empty) → the public endpoint of `region`.
+    pub fn new(
+        endpoint: Option<&str>,
+        region: &str,
+        creds: Arc<dyn CredentialSource>,
+        cfg: &HttpConfig,
+    ) -> Result<Self, AwsError> {
+        let endpoint = match endpoint.map(str::trim).filter(|e| !e.is_empty()) {
+            Some(e) => e.to_string(),
+            None => default_endpoint(SERVICE, region.trim()),
+        };
+        let json = JsonClient::new(&endpoint, region, SERVICE, TARGET_PREFIX, creds, cfg)?;
+        Ok(EcsClient { json })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        self.json.endpoint()
+    }
+
+    /// The underlying JSON client, for operations without a typed wrapper.
+    pub fn json(&self) -> &JsonClient {
+        &self.json
+    }
+
+    pub fn describe_clusters(&self, clusters: &[&str]) -> Result<DescribeClustersOutput, AwsError> {
+        const OP: &str = "DescribeClusters";
+        let v = self.json.call(OP, &json!({ "clusters": clusters }))?;
+        parse_describe_clusters(&v).map_err(|e| decode_error(OP, e))
+    }
+
+    /// Creates a cluster (idempotent in ECS for the same name).
+    pub fn create_cluster(&self, name: &str) -> Result<Cluster, AwsError> {
+        const OP: &str = "CreateCluster";
+        let v = self.json.call(OP, &json!({ "clusterName": name }))?;
+        object(&v, "response")
+            .and_then(|o| o.get("cluster").ok_or_else(|| Missing("cluster".to_string())))
+            .and_then(|c| parse_cluster(c, "cluster"))
+            .map_err(|e| decode_error(OP, e))
+    }
+
+    pub fn run_task(&self, input: &RunTaskInput) -> Result<RunTaskOutput, AwsError> {
+        const OP: &str = "RunTask";
+        let v = self.json.call(OP, &run_task_request(input))?;
+        parse_tasks_and_failures(&v)
+            .map(|(tasks, failures)| RunTaskOutput { tasks, failures })
+            .map_err(|e| decode_error(OP, e))
+    }
+
+    /// The caller keeps `tasks` to at most 100 ARNs (the ECS limit).
+    pub fn describe_tasks(&self, cluster: &str, tasks: &[String]) -> Result<DescribeTasksOutput, AwsError> {
+        const OP: &str = "DescribeTasks";
+        let v = self.json.call(OP, &json!({ "cluster": cluster, "tasks": tasks }))?;
+        parse_tasks_and_failures(&v)
+            .map(|(tasks, failures)| DescribeTasksOutput { tasks, failures })
+            .map_err(|e| decode_error(OP, e))
+    }
+
+    /// Stops a task; `reason` is cut to 255 characters (the ECS limit) and
+    /// omitted when empty.
+    pub fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<Task, AwsError> {
+        const OP: &str = "StopTask";
+        let v = self.json.call(OP, &stop_task_request(cluster, task, reason))?;
+        object(&v, "response")
+            .and_then(|o| o.get("task").ok_or_else(|| Missing("task".to_string())))
+            .and_then(|t| parse_task(t, "task"))
+            .map_err(|e| decode_error(OP, e))
+    }
+
+    /// `task_definition` is a family, `family:revision` or a full ARN.
+    pub fn describe_task_definition(&self, task_definition: &str) -> Result<TaskDefinition, AwsError> {
+        const OP: &str = "DescribeTaskDefinition";
+        let v = self.json.call(OP, &json!({ "taskDefinition": task_definition }))?;
+        object(&v, "response")
+            .and_then(|o| {
+                o.get("taskDefinition")
+                    .ok_or_else(|| Missing("taskDefinition".to_string()))
+            })
+            .and_then(|t| parse_task_definition(t, "taskDefinition"))
+            .map_err(|e| decode_error(OP, e))
+    }
+}
+
+// ---------------------------------------------------------------- requests
+
+/// The RunTask request body.
+pub fn run_task_request(input: &RunTaskInput) -> Value {
+    let mut body = Map::new();
+    if !input.cluster.is_empty() {
+        body.insert("cluster".into(), json!(input.cluster));
+    }
+    body.insert("taskDefinition".into(), json!(input.task_definition));
+    body.insert("count".into(), json!(input.count.max(1)));
+    if let Some(lt) = input.launch_type.as_deref().filter(|s| !s.is_empty()) {
+        body.insert("launchType".into(), json!(lt));
+    }
+    if let Some(net) = &input.network {
+        let mut vpc = Map::new();
+        if !net.subnets.is_empty() {
+            vpc.insert("subnets".into(), json!(net.subnets));
+        }
+        if !net.security_groups.is_empty() {
+            vpc.insert("securityGroups".into(), json!(net.security_groups));
+        }
+        if let Some(ip) = net.assign_public_ip.as_deref().filter(|s| !s.is_empty()) {
+            vpc.insert("assignPublicIp".into(), json!(ip));
+        }
+        if !vpc.is_empty() {
+            body.insert("networkConfiguration".into(), json!({ "awsvpcConfiguration": vpc }));
+        }
+    }
+    if let Some(s) = input.started_by.as_deref().filter(|s| !s.is_empty()) {
+        body.insert("startedBy".into(), json!(s));
+    }
+    if let Some(t) = input.client_token.as_deref().filter(|s| !s.is_empty()) {
+        body.insert("clientToken".into(), json!(t));
+    }
+    if !input.tags.is_empty() {
+        let tags: Vec<Value> = input
+            .tags
+            .iter()
+            .map(|(k, v)| json!({ "key": k, "value": v }))
+            .collect();
+        body.insert("tags".into(), Value::Array(tags));
+    }
+    Value::Object(body)
+}
+
+/// The StopTask request body.
+pub fn stop_task_request(cluster: &str, task: &str, reason: &str) -> Value {
+    let mut body = Map::new();
+    if !cluster.is_empty() {
+        body.insert("cluster".into(), json!(cluster));
+    }
+    body.insert("task".into(), json!(task));
+    let reason = reason.trim();
+    if !reason.is_empty() {
+        let cut: String = reason.chars().take(MAX_STOP_REASON_CHARS).collect();
+        body.insert("reason".into(), json!(cut));
+    }
+    Value::Object(body)
+}
+
+// ---------------------------------------------------------------- responses
+
+/// A response field that is missing or has the wrong type; holds its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing(pub String);
+
+fn decode_error(operation: &str, e: Missing) -> AwsError {
+    AwsError::new(
+        ErrorKind::Decode,
+        operation,
+        "InvalidResponse",
+        format!("the response has no valid {} (missing or of the wrong type)", e.0),
+        None,
+    )
+}
+
+fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Missing> {
+    v.as_object().ok_or_else(|| Missing(path.to_string()))
+}
+
+fn opt_str(o: &Map<String, Value>, key: &str) -> Option<String> {
+    o.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn req_str(o: &Map<String, Value>, key: &str, path: &str) -> Result<String, Missing> {
+    opt_str(o, key).ok_or_else(|| Missing(format!("{path}.{key}")))
+}
+
+/// A timestamp as epoch seconds: a JSON number, or a string holding one.
+fn opt_time(o: &Map<String, Value>, key: &str) -> Option<f64> {
+    match o.get(key)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        _ => None,
+    }
+}
+
+/// An integer that some emulators send as a float (`0.0`).
+fn opt_int(o: &Map<String, Value>, key: &str) -> Option<i64> {
+    let n = o.get(key)?.as_number()?;
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
+/// The array at `key`; absent or null is empty, anything else is an error.
+fn array<'a>(o: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a [Value], Missing> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a.as_slice()),
+        Some(_) => Err(Missing(format!("{path}{key}"))),
+    }
+}
+
+fn parse_failures(o: &Map<String, Value>) -> Result<Vec<Failure>, Missing> {
+    array(o, "failures", "")?
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let f = object(f, &format!("failures[{i}]"))?;
+            Ok(Failure {
+                arn: opt_str(f, "arn"),
+                reason: opt_str(f, "reason"),
+                detail: opt_str(f, "detail"),
+            })
+        })
+        .collect()
+}
+
+pub fn parse_cluster(v: &Value, path: &str) -> Result<Cluster, Missing> {
+    let o = object(v, path)?;
+    Ok(Cluster {
+        arn: req_str(o, "clusterArn", path)?,
+        name: req_str(o, "clusterName", path)?,
+        status: req_str(o, "status", path)?,
+    })
+}
+
+pub fn parse_describe_clusters(v: &Value) -> Result<DescribeClustersOutput, Missing> {
+    let o = object(v, "response")?;
+    let clusters = array(o, "clusters", "")?
+        .iter()
+        .enumerate()
+        .map(|(i, c)| parse_cluster(c, &format!("clusters[{i}]")))
+        .collect::<Result<_, _>>()?;
+    Ok(DescribeClustersOutput {
+        clusters,
+        failures: parse_failures(o)?,
+    })
+}
+
+fn parse_container(v: &Value, path: &str) -> Result<Container, Missing> {
+    let o = object(v, path)?;
+    Ok(Container {
+        name: req_str(o, "name", path)?,
+        container_arn: opt_str(o, "containerArn"),
+        last_status: opt_str(o, "lastStatus"),
+        exit_code: opt_int(o, "exitCode"),
+        reason: opt_str(o, "reason"),
+    })
+}
+
+pub fn parse_task(v: &Value, path: &str) -> Result<Task, Missing> {
+    let o = object(v, path)?;
+    let containers = array(o, "containers", &format!("{path}."))?
+        .iter()
+        .enumerate()
+        .map(|(i, c)| parse_container(c, &format!("{path}.containers[{i}]")))
+        .collect::<Result<_, _>>()?;
+    Ok(Task {
+        task_arn: req_str(o, "taskArn", path)?,
+        cluster_arn: opt_str(o, "clusterArn"),
+        task_definition_arn: opt_str(o, "taskDefinitionArn"),
+        last_status: req_str(o, "lastStatus", path)?,
+        desired_status: req_str(o, "desiredStatus", path)?,
+        stop_code: opt_str(o, "stopCode"),
+        stopped_reason: opt_str(o, "stoppedReason"),
+        created_at: opt_time(o, "createdAt"),
+        started_at: opt_time(o, "startedAt"),
+        stopping_at: opt_time(o, "stoppingAt"),
+        stopped_at: opt_time(o, "stoppedAt"),
+        containers,
+        started_by: opt_str(o, "startedBy"),
+        // moto sends "" for capacity-provider launches: treat as absent.
+        launch_type: opt_str(o, "launchType").filter(|s| !s.is_empty()),
+    })
+}
+
+/// `{tasks: [...], failures: [...]}` as RunTask and DescribeTasks return it.
+pub fn parse_tasks_and_failures(v: &Value) -> Result<(Vec<Task>, Vec<Failure>), Missing> {
+    let o = object(v, "response")?;
+    let tasks = array(o, "tasks", "")?
+        .iter()
+        .enumerate()
+        .map(|(i, t)| parse_task(t, &format!("tasks[{i}]")))
+        .collect::<Result<_, _>>()?;
+    Ok((tasks, parse_failures(o)?))
+}
+
+pub fn parse_task_definition(v: &Value, path: &str) -> Result<TaskDefinition, Missing> {
+    let o = object(v, path)?;
+    let containers = array(o, "containerDefinitions", &format!("{path}."))?
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let cpath = format!("{path}.containerDefinitions[{i}]");
+            let c = object(c, &cpath)?;
+            Ok(ContainerDefinition {
+                name: req_str(c, "name", &cpath)?,
+                essential: c.get("essential").and_then(Value::as_bool).unwrap_or(true),
+            })
+        })
+        .collect::<Result<_, Missing>>()?;
+    Ok(TaskDefinition {
+        arn: req_str(o, "taskDefinitionArn", path)?,
+        family: req_str(o, "family", path)?,
+        revision: opt_int(o, "revision").ok_or_else(|| Missing(format!("{path}.revision")))?,
+        containers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_task_request_full() {
+        let input = RunTaskInput {
+            cluster: "c1".into(),
+            task_definition: "web:3".into(),
+            launch_type: Some("FARGATE".into()),
+            network: Some(AwsVpcConfiguration {
+                subnets: vec!["subnet-1".into(), "subnet-2".into()],
+                security_groups: vec!["sg-1".into()],
+                assign_public_ip: Some("ENABLED".into()),
+            }),
+            started_by: Some("nomad-abc".into()),
+            client_token: Some("alloc-1-task".into()),
+            tags: vec![("nomad:alloc".into(), "a1".into()), ("k".into(), "".into())],
+            count: 1,
+        };
+        assert_eq!(
+            run_task_request(&input),
+            json!({
+                "cluster": "c1",
+                "taskDefinition": "web:3",
+                "count": 1,
+                "launchType": "FARGATE",
+                "networkConfiguration": {"awsvpcConfiguration": {
+                    "subnets": ["subnet-1", "subnet-2"],
+                    "securityGroups": ["sg-1"],
+                    "assignPublicIp": "ENABLED"
+                }},
+                "startedBy": "nomad-abc",
+                "clientToken": "alloc-1-task",
+                "tags": [{"key": "nomad:alloc", "value": "a1"}, {"key": "k", "value": ""}]
+            })
+        );
+    }
+
+    #[test]
+    fn run_task_request_minimal_omits_empty_fields() {
+        let input = RunTaskInput {
+            cluster: "c1".into(),
+            task_definition: "web".into(),
+            network: Some(AwsVpcConfiguration {
+                subnets: vec!["subnet-1".into()],
+                ..Default::default()
+            }),
+            count: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            run_task_request(&input),
+            json!({
+                "cluster": "c1",
+                "taskDefinition": "web",
+                "count": 1,
+                "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
+            })
+        );
+        assert_eq!(RunTaskInput::default().count, 1);
+        let no_net = RunTaskInput {
+            task_definition: "web".into(),
+            network: Some(AwsVpcConfiguration::default()),
+            ..Default::default()
+        };
+        assert_eq!(run_task_request(&no_net), json!({"taskDefinition": "web", "count": 1}));
+    }
+
+    #[test]
+    fn stop_task_request_cuts_reason() {
+        assert_eq!(
+            stop_task_request("c1", "arn:t", "  stopped by nomad  "),
+            json!({"cluster": "c1", "task": "arn:t", "reason": "stopped by nomad"})
+        );
+        assert_eq!(stop_task_request("c1", "t", ""), json!({"cluster": "c1", "task": "t"}));
+        let long = "é".repeat(400);
+        let v = stop_task_request("c1", "t", &long);
+        assert_eq!(v["reason"].as_str().unwrap().chars().count(), 255);
+    }
+
+    /// Shape of a real ECS RunTask/DescribeTasks task (fields per the API model).
+    fn real_task() -> Value {
+        json!({
+            "attachments": [{"id": "a", "type": "ElasticNetworkInterface", "status": "ATTACHED",
+                "details": [{"name": "privateIPv4Address", "value": "10.0.1.5"}]}],
+            "availabilityZone": "us-east-1a",
+            "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/c1",
+            "containers": [
+                {"containerArn": "arn:aws:ecs:us-east-1:123456789012:container/c1/abc/def",
+                 "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c1/abc",
+                 "name": "app", "image": "nginx", "lastStatus": "STOPPED", "exitCode": 137,
+                 "reason": "OutOfMemoryError: Container killed due to memory usage",
+                 "networkInterfaces": [], "cpu": "0"},
+                {"name": "sidecar", "lastStatus": "RUNNING"}
+            ],
+            "cpu": "256", "memory": "512",
+            "createdAt": 1700000000.123,
+            "desiredStatus": "STOPPED",
+            "lastStatus": "STOPPED",
+            "launchType": "FARGATE",
+            "startedAt": 1700000010.5,
+            "startedBy": "nomad-abc",
+            "stopCode": "EssentialContainerExited",
+            "stoppedAt": 1700000100,
+            "stoppedReason": "Essential container in task exited",
+            "stoppingAt": 1700000090.0,
+            "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c1/abc",
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3",
+            "version": 4
+        })
+    }
+
+    #[test]
+    fn parse_real_task_shape() {
+        let (tasks, failures) = parse_tasks_and_failures(&json!({
+            "tasks": [real_task()],
+            "failures": [{"arn": "arn:aws:ecs:us-east-1:123456789012:task/c1/zzz", "reason": "MISSING"}]
+        }))
+        .unwrap();
+        assert_eq!(
+            failures,
+            vec![Failure {
+                arn: Some("arn:aws:ecs:us-east-1:123456789012:task/c1/zzz".into()),
+                reason: Some("MISSING".into()),
+                detail: None
+            }]
+        );
+        let t = &tasks[0];
+        assert_eq!(t.task_arn, "arn:aws:ecs:us-east-1:123456789012:task/c1/abc");
+        assert_eq!(t.last_status, "STOPPED");
+        assert_eq!(t.desired_status, "STOPPED");
+        assert_eq!(t.stop_code.as_deref(), Some("EssentialContainerExited"));
+        assert_eq!(t.created_at, Some(1700000000.123));
+        assert_eq!(t.started_at, Some(1700000010.5));
+        assert_eq!(t.stopping_at, Some(1700000090.0));
+        assert_eq!(t.stopped_at, Some(1700000100.0));
+        assert_eq!(t.launch_type.as_deref(), Some("FARGATE"));
+        assert_eq!(t.started_by.as_deref(), Some("nomad-abc"));
+        assert_eq!(
+            t.task_definition_arn.as_deref(),
+            Some("arn:aws:ecs:us-east-1:123456789012:task-definition/web:3")
+        );
+        assert_eq!(t.containers.len(), 2);
+        assert_eq!(t.containers[0].exit_code, Some(137));
+        assert_eq!(t.containers[0].last_status.as_deref(), Some("STOPPED"));
+        assert!(t.containers[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("OutOfMemoryError"));
+        assert_eq!(t.containers[1].exit_code, None);
+        assert_eq!(t.containers[1].container_arn, None);
+    }
+
+    #[test]
+    fn parse_moto_task_shape() {
+        // As moto 5 returns it: launchType "" with capacity providers, a
+        // container with exitCode 0, no timestamps, float-looking numbers.
+        let v = json!({"tasks": [{
+            "attachments": [], "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/c1",
+            "containers": [{"containerArn": "arn:aws:ecs:us-east-1:123456789012:container/c1/x/y",
+                "name": "app", "lastStatus": "PENDING", "exitCode": 0.0,
+                "networkBindings": [], "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c1/x"}],
+            "desiredStatus": "RUNNING", "lastStatus": "RUNNING", "launchType": "",
+            "overrides": {}, "startedBy": "nomad", "stoppedReason": "",
+            "tags": [], "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c1/x",
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1",
+            "createdAt": "1700000000.5"
+        }], "failures": []});
+        let (tasks, failures) = parse_tasks_and_failures(&v).unwrap();
+        assert!(failures.is_empty());
+        let t = &tasks[0];
+        assert_eq!(t.launch_type, None);
+        assert_eq!(t.containers[0].exit_code, Some(0));
+        assert_eq!(t.created_at, Some(1700000000.5));
+        assert_eq!(t.stopped_at, None);
+        assert_eq!(t.stop_code, None);
+        assert_eq!(t.stopped_reason.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        let mut t = real_task();
+        t.as_object_mut().unwrap().remove("taskArn");
+        let e = parse_tasks_and_failures(&json!({"tasks": [t]})).unwrap_err();
+        assert_eq!(e, Missing("tasks[0].taskArn".into()));
+        let err = decode_error("DescribeTasks", e);
+        assert_eq!(err.kind, ErrorKind::Decode);
+        assert!(err.to_string().contains("tasks[0].taskArn"), "{err}");
+
+        let mut t = real_task();
+        t["containers"][1].as_object_mut().unwrap().remove("name");
+        let e = parse_tasks_and_failures(&json!({"tasks": [t]})).unwrap_err();
+        assert_eq!(e, Missing("tasks[0].containers[1].name".into()));
+
+        let e = parse_tasks_and_failures(&json!({"tasks": {"a": 1}})).unwrap_err();
+        assert_eq!(e, Missing("tasks".into()));
+        let e = parse_tasks_and_failures(&json!([1])).unwrap_err();
+        assert_eq!(e, Missing("response".into()));
+        // Absent lists are empty, not errors.
+        assert_eq!(parse_tasks_and_failures(&json!({})).unwrap(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn parse_clusters() {
+        let v = json!({
+            "clusters": [{
+                "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/c1",
+                "clusterName": "c1", "status": "ACTIVE",
+                "registeredContainerInstancesCount": 0, "runningTasksCount": 1,
+                "pendingTasksCount": 0, "activeServicesCount": 0,
+                "statistics": [], "tags": [], "settings": [{"name": "containerInsights", "value": "disabled"}],
+                "capacityProviders": ["FARGATE"], "defaultCapacityProviderStrategy": []
+            }],
+            "failures": [{"arn": "arn:aws:ecs:us-east-1:123456789012:cluster/nope", "reason": "MISSING"}]
+        });
+        let out = parse_describe_clusters(&v).unwrap();
+        assert_eq!(
+            out.clusters,
+            vec![Cluster {
+                arn: "arn:aws:ecs:us-east-1:123456789012:cluster/c1".into(),
+                name: "c1".into(),
+                status: "ACTIVE".into()
+            }]
+        );
+        assert_eq!(out.failures[0].reason.as_deref(), Some("MISSING"));
+        let e = parse_describe_clusters(&json!({"clusters": [{"clusterName": "c1"}]})).unwrap_err();
+        assert_eq!(e, Missing("clusters[0].clusterArn".into()));
+    }
+
+    #[test]
+    fn parse_task_definitions() {
+        let v = json!({
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3",
+            "containerDefinitions": [
+                {"name": "app", "image": "nginx", "cpu": 0, "memory": 512, "essential": true,
+                 "portMappings": [], "environment": [], "mountPoints": [], "volumesFrom": []},
+                {"name": "log", "image": "fluent", "essential": false},
+                {"name": "init", "image": "busybox"}
+            ],
+            "family": "web", "revision": 3, "volumes": [], "status": "ACTIVE",
+            "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+            "cpu": "256", "memory": "512", "registeredAt": 1700000000.0
+        });
+        let td = parse_task_definition(&v, "taskDefinition").unwrap();
+        assert_eq!(td.arn, "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3");
+        assert_eq!(td.family, "web");
+        assert_eq!(td.revision, 3);
+        assert_eq!(
+            td.containers,
+            vec![
+                ContainerDefinition {
+                    name: "app".into(),
+                    essential: true
+                },
+                ContainerDefinition {
+                    name: "log".into(),
+                    essential: false
+                },
+                ContainerDefinition {
+                    name: "init".into(),
+                    essential: true
+                },
+            ]
+        );
+        let mut bad = v.clone();
+        bad.as_object_mut().unwrap().remove("revision");
+        assert_eq!(
+            parse_task_definition(&bad, "taskDefinition").unwrap_err(),
+            Missing("taskDefinition.revision".into())
+        );
+        assert!(ContainerDefinition::default().essential);
+    }
+
+    #[test]
+    fn client_endpoint_defaults() {
+        use crate::aws::credentials::{Credentials, StaticCredentials};
+        let creds: Arc<dyn CredentialSource> = Arc::new(StaticCredentials(Credentials::new("A", "B", None, None, "t")));
+        let c = EcsClient::new(None, "eu-west-1", creds.clone(), &HttpConfig::default()).unwrap();
+        assert_eq!(c.endpoint(), "https://ecs.eu-west-1.amazonaws.com");
+        let c = EcsClient::new(Some(""), "cn-north-1", creds.clone(), &HttpConfig::default()).unwrap();
+        assert_eq!(c.endpoint(), "https://ecs.cn-north-1.amazonaws.com.cn");
+        let c = EcsClient::new(
+            Some("http://127.0.0.1:5055/"),
+            "us-east-1",
+            creds,
+            &HttpConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.endpoint(), "http://127.0.0.1:5055");
+    }
+}

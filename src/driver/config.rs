@@ -1,0 +1,91 @@
+//! Plain settings the driver core works with: the agent's plugin stanza and one task's stanza,
+//! already decoded and validated by the Nomad side (`nomad::config`).
+
+use std::time::Duration;
+
+/// Default ECS cluster when the plugin stanza names none (ECS's own default).
+pub const DEFAULT_CLUSTER: &str = "default";
+/// How often the status of watched tasks is read from ECS.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The plugin stanza (`plugin "nomad-driver-ecs" { config { ... } }`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverConfig {
+    pub enabled: bool,
+    pub cluster: String,
+    /// `None`: taken from the environment when the driver needs it.
+    pub region: Option<String>,
+    /// ECS API URL override (emulator, VPC endpoint). `None`: the public regional endpoint.
+    pub endpoint: Option<String>,
+    pub poll_interval: Duration,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            enabled: false,
+            cluster: DEFAULT_CLUSTER.to_string(),
+            region: None,
+            endpoint: None,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+        }
+    }
+}
+
+/// `launch_type` of the task stanza.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchType {
+    Fargate,
+    Ec2,
+    External,
+}
+
+impl LaunchType {
+    pub const ALLOWED: &'static str = "FARGATE, EC2 or EXTERNAL";
+
+    pub fn parse(s: &str) -> Option<LaunchType> {
+        match s {
+            "FARGATE" => Some(LaunchType::Fargate),
+            "EC2" => Some(LaunchType::Ec2),
+            "EXTERNAL" => Some(LaunchType::External),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaunchType::Fargate => "FARGATE",
+            LaunchType::Ec2 => "EC2",
+            LaunchType::External => "EXTERNAL",
+        }
+    }
+}
+
+/// `network_configuration { aws_vpc_configuration { ... } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VpcConfig {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    /// `ENABLED` or `DISABLED` (validated).
+    pub assign_public_ip: Option<String>,
+}
+
+/// The task stanza (`config { task { ... } }`), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    pub task_definition: String,
+    pub launch_type: Option<LaunchType>,
+    pub vpc: Option<VpcConfig>,
+}
+
+/// Who a task is in Nomad's eyes: what events, stop reasons and tags name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskIdentity {
+    /// Nomad's task id: `<alloc id>/<task name>/<random>`, new for each start.
+    pub id: String,
+    pub alloc_id: String,
+    pub name: String,
+    pub job_name: String,
+    pub stdout_path: String,
+    pub stderr_path: String,
+}

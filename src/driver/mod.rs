@@ -1,0 +1,692 @@
+//! The driver core: the task store, one thread per task, events, the shared status poller,
+//! and the rules of each driver operation. Plain Rust values in and out: no gRPC or HTTP types.
+
+pub mod config;
+pub mod events;
+pub mod exit;
+pub mod poller;
+pub mod state;
+pub mod task;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_channel::{mpsc, oneshot};
+use sha2::{Digest, Sha256};
+
+use crate::aws::credentials::{region_from_env, CredentialSource, DefaultChain};
+use crate::aws::ecs::{AwsVpcConfiguration, EcsClient, RunTaskInput};
+use crate::aws::http::HttpConfig;
+use crate::aws::retry::{with_retries, RetryPolicy};
+use crate::aws::{AwsError, ErrorKind};
+
+use config::{DriverConfig, TaskIdentity, TaskSpec};
+use events::{EventBus, TaskEvent};
+use exit::ExitResult;
+use poller::Poller;
+use state::TaskState;
+use task::{Phase, Shared, TaskEntry, TaskMsg, TaskSnapshot};
+
+/// How long a RunTask is retried (with the same clientToken) on transient errors.
+const RUN_TASK_DEADLINE: Duration = Duration::from_secs(60);
+/// How long StopTask calls are retried on transient errors when Nomad gave no longer timeout.
+const MIN_STOP_DEADLINE: Duration = Duration::from_secs(5);
+/// How long DestroyTask(force) tries to stop a task before it gives up and logs the leak.
+const DESTROY_STOP_DEADLINE: Duration = Duration::from_secs(15);
+/// While a StopTask waits, the poller is asked for a fresh read this often.
+const STOP_WAIT_POLL: Duration = Duration::from_secs(1);
+/// ECS limits.
+const MAX_STARTED_BY: usize = 128;
+const MAX_STOP_REASON: usize = 255;
+
+/// Why a driver operation failed. The Nomad side maps each to a gRPC status.
+#[derive(Debug, Clone)]
+pub enum DriverError {
+    /// The task or plugin stanza is wrong: `field` names it, `message` says what is allowed.
+    InvalidConfig {
+        field: String,
+        message: String,
+    },
+    /// The plugin cannot act yet (no config, disabled, no region).
+    NotReady(String),
+    NotFound(String),
+    AlreadyExists(String),
+    /// DestroyTask without force on a running task.
+    StillRunning(String),
+    /// RunTask did not start the task. `recoverable`: Nomad may retry (capacity, throttling).
+    StartFailed {
+        message: String,
+        recoverable: bool,
+    },
+    /// The ECS task did not stop within Nomad's timeout; Nomad retries.
+    StopTimeout(String),
+    /// A handle Nomad gave back cannot be used.
+    BadHandle(String),
+    Aws(AwsError),
+    Internal(String),
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DriverError::InvalidConfig { field, message } => write!(f, "invalid task config `{field}`: {message}"),
+            DriverError::NotReady(m)
+            | DriverError::NotFound(m)
+            | DriverError::AlreadyExists(m)
+            | DriverError::StillRunning(m)
+            | DriverError::StopTimeout(m)
+            | DriverError::BadHandle(m)
+            | DriverError::Internal(m) => f.write_str(m),
+            DriverError::StartFailed { message, .. } => f.write_str(message),
+            DriverError::Aws(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for DriverError {}
+
+/// Health as the fingerprint reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Undetected,
+    Unhealthy,
+    Healthy,
+}
+
+/// A typed node attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attr {
+    Bool(bool),
+    Str(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fingerprint {
+    pub health: Health,
+    pub description: String,
+    pub attributes: BTreeMap<String, Attr>,
+}
+
+/// What StartTask returns.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub task_arn: String,
+    pub driver_state: Vec<u8>,
+}
+
+/// InspectTask's answer.
+pub type TaskStatus = TaskSnapshot;
+
+/// ECS clients are shared per (region, endpoint override).
+type ClientKey = (String, Option<String>);
+
+enum Slot {
+    /// RunTask in flight for this task id.
+    Starting,
+    Tracked(Arc<TaskEntry>),
+}
+
+/// The driver: one per plugin process.
+pub struct Driver {
+    config: RwLock<Option<DriverConfig>>,
+    credentials: Arc<dyn CredentialSource>,
+    http: HttpConfig,
+    clients: Mutex<HashMap<ClientKey, Arc<EcsClient>>>,
+    tasks: Mutex<HashMap<String, Slot>>,
+    shared: Arc<Shared>,
+}
+
+impl Default for Driver {
+    fn default() -> Self {
+        Driver::new(Arc::new(DefaultChain::new(None)))
+    }
+}
+
+impl Driver {
+    pub fn new(credentials: Arc<dyn CredentialSource>) -> Driver {
+        Driver {
+            config: RwLock::new(None),
+            credentials,
+            http: HttpConfig::default(),
+            clients: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(HashMap::new()),
+            shared: Arc::new(Shared {
+                events: EventBus::default(),
+                poller: Poller::start(config::DEFAULT_POLL_INTERVAL),
+                essential: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn tasks(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> Option<DriverConfig> {
+        self.config.read().ok().and_then(|c| c.clone())
+    }
+
+    /// Applies the plugin stanza (already validated).
+    pub fn set_config(&self, cfg: DriverConfig) {
+        self.shared.poller.set_interval(cfg.poll_interval);
+        if let Ok(mut c) = self.config.write() {
+            *c = Some(cfg);
+        }
+    }
+
+    /// The region in force: the plugin stanza's, else the environment's.
+    pub fn region(&self, cfg: &DriverConfig) -> Option<String> {
+        cfg.region
+            .clone()
+            .filter(|r| !r.is_empty())
+            .or_else(|| region_from_env(None))
+    }
+
+    fn client(&self, region: &str, endpoint: Option<&str>) -> Result<Arc<EcsClient>, AwsError> {
+        let key = (region.to_string(), endpoint.map(str::to_string));
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(Arc::clone(c));
+        }
+        let c = Arc::new(EcsClient::new(
+            endpoint,
+            region,
+            Arc::clone(&self.credentials),
+            &self.http,
+        )?);
+        clients.insert(key, Arc::clone(&c));
+        Ok(c)
+    }
+
+    pub fn subscribe_events(&self) -> mpsc::UnboundedReceiver<TaskEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Checks the plugin can reach its cluster.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut attributes = BTreeMap::new();
+        let Some(cfg) = self.config() else {
+            return Fingerprint {
+                health: Health::Undetected,
+                description: "plugin not configured yet".into(),
+                attributes,
+            };
+        };
+        if !cfg.enabled {
+            return Fingerprint {
+                health: Health::Undetected,
+                description: "disabled: set enabled = true in the plugin \"nomad-driver-ecs\" config block".into(),
+                attributes,
+            };
+        }
+        let unhealthy = |d: String, a| Fingerprint {
+            health: Health::Unhealthy,
+            description: d,
+            attributes: a,
+        };
+        let Some(region) = self.region(&cfg) else {
+            return unhealthy(
+                "no AWS region: set region in the plugin \"nomad-driver-ecs\" config block, or AWS_REGION in the Nomad agent's environment".into(),
+                attributes,
+            );
+        };
+        attributes.insert("driver.ecs.cluster".into(), Attr::Str(cfg.cluster.clone()));
+        attributes.insert("driver.ecs.region".into(), Attr::Str(region.clone()));
+        attributes.insert("driver.ecs.version".into(), Attr::Str(env!("CARGO_PKG_VERSION").into()));
+        let client = match self.client(&region, cfg.endpoint.as_deref()) {
+            Ok(c) => c,
+            Err(e) => return unhealthy(format!("cannot set up the ECS client: {e}"), attributes),
+        };
+        let result = with_retries(RetryPolicy::within(Duration::from_secs(10)), || {
+            client.describe_clusters(&[cfg.cluster.as_str()])
+        });
+        match result {
+            Ok(out) => match out.clusters.iter().find(|c| c.name == cfg.cluster || c.arn == cfg.cluster) {
+                Some(c) if c.status == "ACTIVE" => {
+                    attributes.insert("driver.ecs".into(), Attr::Bool(true));
+                    Fingerprint { health: Health::Healthy, description: "Healthy".into(), attributes }
+                }
+                Some(c) => unhealthy(
+                    format!("ECS cluster {:?} in {region} is {}, not ACTIVE: recreate it or point `cluster` at an active one", cfg.cluster, c.status),
+                    attributes,
+                ),
+                None => {
+                    let reason = out.failures.first().and_then(|f| f.reason.clone()).unwrap_or_else(|| "MISSING".into());
+                    unhealthy(
+                        format!("ECS cluster {:?} not found in {region} ({reason}): create it, or fix `cluster`/`region` in the plugin config", cfg.cluster),
+                        attributes,
+                    )
+                }
+            },
+            Err(e) => unhealthy(describe_aws_problem(&e, client.endpoint()), attributes),
+        }
+    }
+
+    /// StartTask: one ECS task for one Nomad task id.
+    pub fn start_task(&self, identity: TaskIdentity, spec: TaskSpec) -> Result<Started, DriverError> {
+        let cfg = self
+            .config()
+            .ok_or_else(|| DriverError::NotReady("the plugin has not been configured (SetConfig) yet".into()))?;
+        if !cfg.enabled {
+            return Err(DriverError::NotReady(
+                "the ecs driver is disabled (enabled = false in the plugin config)".into(),
+            ));
+        }
+        let region = self.region(&cfg).ok_or_else(|| {
+            DriverError::NotReady(
+                "no AWS region: set region in the plugin config or AWS_REGION in the agent's environment".into(),
+            )
+        })?;
+        {
+            let mut tasks = self.tasks();
+            if tasks.contains_key(&identity.id) {
+                return Err(DriverError::AlreadyExists(format!(
+                    "task {} is already running",
+                    identity.id
+                )));
+            }
+            tasks.insert(identity.id.clone(), Slot::Starting);
+        }
+        let result = self.run_and_track(&cfg, &region, identity.clone(), &spec);
+        if result.is_err() {
+            self.tasks().remove(&identity.id);
+        }
+        result
+    }
+
+    fn run_and_track(
+        &self,
+        cfg: &DriverConfig,
+        region: &str,
+        identity: TaskIdentity,
+        spec: &TaskSpec,
+    ) -> Result<Started, DriverError> {
+        let client = self.client(region, cfg.endpoint.as_deref()).map_err(DriverError::Aws)?;
+        let input = RunTaskInput {
+            cluster: cfg.cluster.clone(),
+            task_definition: spec.task_definition.clone(),
+            launch_type: spec.launch_type.map(|l| l.as_str().to_string()),
+            network: spec.vpc.as_ref().map(|v| AwsVpcConfiguration {
+                subnets: v.subnets.clone(),
+                security_groups: v.security_groups.clone(),
+                assign_public_ip: v.assign_public_ip.clone(),
+            }),
+            started_by: Some(started_by(&identity)),
+            client_token: Some(client_token(&identity.id)),
+            tags: Vec::new(),
+            count: 1,
+        };
+        let out = with_retries(RetryPolicy::within(RUN_TASK_DEADLINE), || client.run_task(&input)).map_err(|e| {
+            DriverError::StartFailed {
+                recoverable: e.is_transient(),
+                message: format!(
+                    "could not start the ECS task: {}",
+                    describe_aws_problem(&e, client.endpoint())
+                ),
+            }
+        })?;
+        let Some(task) = out.tasks.into_iter().next() else {
+            let reasons: Vec<String> = out
+                .failures
+                .iter()
+                .map(|f| match (&f.reason, &f.detail) {
+                    (Some(r), Some(d)) => format!("{r} ({d})"),
+                    (Some(r), None) => r.clone(),
+                    (None, Some(d)) => d.clone(),
+                    (None, None) => "no reason given".into(),
+                })
+                .collect();
+            let recoverable = out
+                .failures
+                .iter()
+                .any(|f| f.reason.as_deref().is_some_and(is_capacity_reason));
+            return Err(DriverError::StartFailed {
+                recoverable,
+                message: format!(
+                    "ECS did not start task definition {} in cluster {}: {}",
+                    spec.task_definition,
+                    cfg.cluster,
+                    if reasons.is_empty() {
+                        "no task and no failure returned".to_string()
+                    } else {
+                        reasons.join("; ")
+                    }
+                ),
+            });
+        };
+        let state = TaskState {
+            task_arn: task.task_arn.clone(),
+            cluster: cfg.cluster.clone(),
+            region: region.to_string(),
+            endpoint: cfg.endpoint.clone(),
+            task_definition: spec.task_definition.clone(),
+            started_at: SystemTime::now(),
+            stdout_path: identity.stdout_path.clone(),
+            stderr_path: identity.stderr_path.clone(),
+        };
+        let driver_state = state.encode();
+        let entry = TaskEntry::spawn(
+            identity.clone(),
+            state,
+            client,
+            &task.last_status,
+            Arc::clone(&self.shared),
+        )
+        .map_err(|e| self.leak_guard(&task.task_arn, &cfg.cluster, region, cfg.endpoint.as_deref(), e))?;
+        self.tasks()
+            .insert(identity.id.clone(), Slot::Tracked(Arc::clone(&entry)));
+        self.shared.events.publish(
+            entry.event(
+                format!("Started ECS task {}", task.task_arn),
+                [
+                    ("task_arn", task.task_arn.clone()),
+                    ("cluster", cfg.cluster.clone()),
+                    ("task_definition", spec.task_definition.clone()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            ),
+        );
+        Ok(Started {
+            task_arn: task.task_arn,
+            driver_state,
+        })
+    }
+
+    /// The task started but cannot be watched (no thread): stop it rather than leak it.
+    fn leak_guard(
+        &self,
+        arn: &str,
+        cluster: &str,
+        region: &str,
+        endpoint: Option<&str>,
+        e: std::io::Error,
+    ) -> DriverError {
+        if let Ok(client) = self.client(region, endpoint) {
+            if let Err(stop) = client.stop_task(cluster, arn, "nomad-driver-ecs could not watch the task") {
+                log::error!("ECS task {arn} could not be watched nor stopped ({stop}); stop it by hand");
+            }
+        }
+        DriverError::StartFailed {
+            message: format!("cannot start a thread to watch the ECS task: {e}"),
+            recoverable: true,
+        }
+    }
+
+    /// RecoverTask: re-attach to a task from its driver_state alone. Idempotent.
+    pub fn recover_task(&self, identity: TaskIdentity, driver_state: &[u8]) -> Result<(), DriverError> {
+        if identity.id.is_empty() {
+            return Err(DriverError::BadHandle(
+                "the task handle has no task id (config.id is empty)".into(),
+            ));
+        }
+        let state = TaskState::decode(driver_state).map_err(DriverError::BadHandle)?;
+        if self.tasks().contains_key(&identity.id) {
+            return Ok(());
+        }
+        let client = self
+            .client(&state.region, state.endpoint.as_deref())
+            .map_err(DriverError::Aws)?;
+        let arn = state.task_arn.clone();
+        let entry = TaskEntry::spawn(identity.clone(), state, client, "UNKNOWN", Arc::clone(&self.shared))
+            .map_err(|e| DriverError::Internal(format!("cannot start a thread to watch ECS task {arn}: {e}")))?;
+        {
+            let mut tasks = self.tasks();
+            if tasks.contains_key(&identity.id) {
+                // Lost a race with a concurrent RecoverTask: keep the first.
+                entry.send(TaskMsg::Forget);
+                return Ok(());
+            }
+            tasks.insert(identity.id.clone(), Slot::Tracked(Arc::clone(&entry)));
+        }
+        self.shared.events.publish(entry.event(
+            format!("Re-attached to ECS task {arn}"),
+            [("task_arn".to_string(), arn)].into_iter().collect(),
+        ));
+        self.shared.poller.poke();
+        Ok(())
+    }
+
+    fn tracked(&self, id: &str) -> Result<Arc<TaskEntry>, DriverError> {
+        match self.tasks().get(id) {
+            Some(Slot::Tracked(e)) => Ok(Arc::clone(e)),
+            Some(Slot::Starting) => Err(DriverError::NotFound(format!("task {id} is still starting"))),
+            None => Err(DriverError::NotFound(format!(
+                "task {id} is not known to the ecs driver"
+            ))),
+        }
+    }
+
+    /// WaitTask: a receiver that yields the exit result.
+    pub fn wait_task(&self, id: &str) -> Result<oneshot::Receiver<ExitResult>, DriverError> {
+        Ok(self.tracked(id)?.wait())
+    }
+
+    /// StopTask. Blocks up to `timeout` for the ECS task to stop.
+    pub fn stop_task(&self, id: &str, timeout: Duration, signal: &str) -> Result<(), DriverError> {
+        let entry = self.tracked(id)?;
+        if entry.exit().is_some() {
+            return Ok(());
+        }
+        if signal == "DETACH" {
+            entry.send(TaskMsg::Detach);
+            entry.wait_exit(Duration::from_secs(5));
+            return Ok(());
+        }
+        let reason = truncate(
+            &format!(
+                "Stopped by Nomad: allocation {} task {}",
+                entry.identity.alloc_id, entry.identity.name
+            ),
+            MAX_STOP_REASON,
+        );
+        let deadline = Instant::now() + timeout;
+        self.shared.events.publish(
+            entry.event(
+                "Stop requested",
+                [
+                    ("task_arn".to_string(), entry.state.task_arn.clone()),
+                    ("reason".to_string(), reason.clone()),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+        );
+        let stop = with_retries(RetryPolicy::within(timeout.max(MIN_STOP_DEADLINE)), || {
+            entry
+                .client
+                .stop_task(&entry.state.cluster, &entry.state.task_arn, &reason)
+        });
+        match stop {
+            Ok(task) => entry.send(TaskMsg::Observed(Box::new(task))),
+            Err(e) if is_task_gone(&e) => {
+                log::info!(task_id = id; "ECS does not know task {} any more; waiting for the poller to confirm", entry.state.task_arn)
+            }
+            Err(e) => return Err(DriverError::Aws(e)),
+        }
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if entry.wait_exit(STOP_WAIT_POLL.min(deadline - now)) {
+                return Ok(());
+            }
+            self.shared.poller.poke();
+        }
+        if entry.exit().is_some() {
+            return Ok(());
+        }
+        let s = entry.snapshot();
+        Err(DriverError::StopTimeout(format!(
+            "ECS task {} is still {} {:?} after StopTask; ECS stops containers after their stopTimeout — Nomad will retry",
+            entry.state.task_arn, s.last_status, timeout
+        )))
+    }
+
+    /// DestroyTask: forget the task; with `force` stop a still-running ECS task first.
+    pub fn destroy_task(&self, id: &str, force: bool) -> Result<(), DriverError> {
+        let entry = match self.tasks().get(id) {
+            None => return Ok(()),
+            Some(Slot::Starting) => return Err(DriverError::StillRunning(format!("task {id} is still starting"))),
+            Some(Slot::Tracked(e)) => Arc::clone(e),
+        };
+        if entry.exit().is_none() {
+            if !force {
+                return Err(DriverError::StillRunning(format!(
+                    "task {id} (ECS task {}) is still running: stop it first or destroy with force",
+                    entry.state.task_arn
+                )));
+            }
+            let reason = truncate(
+                &format!(
+                    "Destroyed by Nomad: allocation {} task {}",
+                    entry.identity.alloc_id, entry.identity.name
+                ),
+                MAX_STOP_REASON,
+            );
+            let stop = with_retries(RetryPolicy::within(DESTROY_STOP_DEADLINE), || {
+                entry
+                    .client
+                    .stop_task(&entry.state.cluster, &entry.state.task_arn, &reason)
+            });
+            if let Err(e) = stop {
+                if !is_task_gone(&e) {
+                    log::error!(task_id = id; "could not stop ECS task {} while destroying it ({e}); it may still be running: stop it by hand", entry.state.task_arn);
+                }
+            }
+        }
+        entry.send(TaskMsg::Forget);
+        self.tasks().remove(id);
+        Ok(())
+    }
+
+    /// InspectTask.
+    pub fn inspect_task(&self, id: &str) -> Result<TaskStatus, DriverError> {
+        Ok(self.tracked(id)?.snapshot())
+    }
+
+    /// True while the task is running (TaskStats streams end when it is not).
+    pub fn is_running(&self, id: &str) -> bool {
+        self.tracked(id)
+            .map(|e| e.snapshot().phase == Phase::Running)
+            .unwrap_or(false)
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.tasks().len()
+    }
+}
+
+/// A RunTask failure reason that may go away by itself (capacity, agent trouble).
+pub fn is_capacity_reason(reason: &str) -> bool {
+    let r = reason.to_ascii_uppercase();
+    r.starts_with("RESOURCE") || r.starts_with("AGENT") || r.contains("CAPACITY") || r.contains("THROTTL")
+}
+
+fn is_task_gone(e: &AwsError) -> bool {
+    e.kind == ErrorKind::NotFound
+        || (e.code.contains("InvalidParameter") && e.message.to_ascii_lowercase().contains("not found"))
+}
+
+/// Turns an AWS error into advice an operator can act on.
+pub fn describe_aws_problem(e: &AwsError, endpoint: &str) -> String {
+    match e.kind {
+        ErrorKind::Credentials => format!("AWS credentials missing: {e}"),
+        ErrorKind::Auth => format!("AWS rejected the request's credentials or signature ({e}): check the access key, secret and session token the agent runs with, and the IAM policy"),
+        ErrorKind::Network => format!("cannot reach the ECS endpoint {endpoint}: {e}"),
+        ErrorKind::Throttling => format!("ECS is throttling this account: {e}"),
+        _ => e.to_string(),
+    }
+}
+
+/// ECS RunTask clientToken (≤ 64 ASCII chars): a hash of Nomad's task id, so a repeated or
+/// retried start of the same task is idempotent on ECS.
+pub fn client_token(task_id: &str) -> String {
+    let digest = Sha256::digest(task_id.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    hex[..64.min(hex.len())].to_string()
+}
+
+/// ECS startedBy (≤ 128 of `[A-Za-z0-9_/-]`): `nomad/<alloc id>/<task name>`.
+pub fn started_by(identity: &TaskIdentity) -> String {
+    let raw = format!("nomad/{}/{}", identity.alloc_id, identity.name);
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '/' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    truncate(&clean, MAX_STARTED_BY)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_token_is_deterministic_and_fits_ecs() {
+        let a = client_token("0a1b2c3d-1111-2222-3333-444455556666/http-server/3f2a9c1e");
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(
+            a,
+            client_token("0a1b2c3d-1111-2222-3333-444455556666/http-server/3f2a9c1e")
+        );
+        assert_ne!(
+            a,
+            client_token("0a1b2c3d-1111-2222-3333-444455556666/http-server/00000000")
+        );
+    }
+
+    #[test]
+    fn started_by_is_sanitized_and_bounded() {
+        let id = TaskIdentity {
+            alloc_id: "abc-123".into(),
+            name: "web server.1".into(),
+            ..Default::default()
+        };
+        assert_eq!(started_by(&id), "nomad/abc-123/web_server_1");
+        let long = TaskIdentity {
+            alloc_id: "a".repeat(100),
+            name: "b".repeat(100),
+            ..Default::default()
+        };
+        assert_eq!(started_by(&long).len(), 128);
+    }
+
+    #[test]
+    fn capacity_reasons_are_recoverable() {
+        assert!(is_capacity_reason("RESOURCE:MEMORY"));
+        assert!(is_capacity_reason(
+            "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+        ));
+        assert!(is_capacity_reason("AGENT"));
+        assert!(!is_capacity_reason("MISSING"));
+        assert!(!is_capacity_reason("ATTRIBUTE"));
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("abc", 5), "abc");
+    }
+}

@@ -1,0 +1,139 @@
+//! `driver_state`: what Nomad persists for us in the TaskHandle and hands back to RecoverTask.
+//!
+//! It must be enough to re-attach after the plugin or the agent restarted (Nomad then sends
+//! no task config). Encoded as a JSON object with a `version` field; unknown fields are
+//! ignored so that newer plugins can add some, and a newer `version` is refused.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+/// Current driver_state format. The TaskHandle's own `version` is kept equal to it.
+pub const STATE_VERSION: i64 = 1;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskState {
+    pub task_arn: String,
+    pub cluster: String,
+    pub region: String,
+    /// The ECS endpoint the task was started through (`None`: the region's default).
+    pub endpoint: Option<String>,
+    pub task_definition: String,
+    pub started_at: SystemTime,
+    pub stdout_path: String,
+    pub stderr_path: String,
+}
+
+impl TaskState {
+    pub fn encode(&self) -> Vec<u8> {
+        let started = self.started_at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        json!({
+            "version": STATE_VERSION,
+            "task_arn": self.task_arn,
+            "cluster": self.cluster,
+            "region": self.region,
+            "endpoint": self.endpoint,
+            "task_definition": self.task_definition,
+            "started_at_unix_nanos": started.as_nanos().to_string(),
+            "stdout_path": self.stdout_path,
+            "stderr_path": self.stderr_path,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<TaskState, String> {
+        if bytes.is_empty() {
+            return Err("driver_state is empty: this handle was not created by nomad-driver-ecs".into());
+        }
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+            format!("driver_state is not valid JSON ({e}); was the task started by another driver version?")
+        })?;
+        let version = v
+            .get("version")
+            .and_then(Value::as_i64)
+            .ok_or("driver_state has no numeric `version`")?;
+        if version != STATE_VERSION {
+            return Err(format!(
+                "driver_state version {version} is not supported (this plugin reads version {STATE_VERSION}); upgrade the plugin"
+            ));
+        }
+        let text = |key: &str| -> Result<String, String> {
+            match v.get(key) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                _ => Err(format!("driver_state field `{key}` is missing or not a string")),
+            }
+        };
+        let task_arn = text("task_arn")?;
+        if task_arn.is_empty() {
+            return Err("driver_state field `task_arn` is empty".into());
+        }
+        let nanos: u128 = text("started_at_unix_nanos")?
+            .parse()
+            .map_err(|_| "driver_state field `started_at_unix_nanos` is not a number".to_string())?;
+        let secs =
+            u64::try_from(nanos / 1_000_000_000).map_err(|_| "driver_state start time out of range".to_string())?;
+        let started_at = UNIX_EPOCH + Duration::new(secs, (nanos % 1_000_000_000) as u32);
+        Ok(TaskState {
+            task_arn,
+            cluster: text("cluster")?,
+            region: text("region")?,
+            endpoint: match v.get("endpoint") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(_) => return Err("driver_state field `endpoint` is not a string".into()),
+            },
+            task_definition: text("task_definition")?,
+            started_at,
+            stdout_path: text("stdout_path")?,
+            stderr_path: text("stderr_path")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> TaskState {
+        TaskState {
+            task_arn: "arn:aws:ecs:us-east-1:123456789012:task/c/0123".into(),
+            cluster: "c".into(),
+            region: "us-east-1".into(),
+            endpoint: Some("http://127.0.0.1:5000".into()),
+            task_definition: "my-task-definition:1".into(),
+            started_at: UNIX_EPOCH + Duration::new(1_795_000_000, 987_654_321),
+            stdout_path: "/alloc/logs/.web.stdout.fifo".into(),
+            stderr_path: "/alloc/logs/.web.stderr.fifo".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = sample();
+        assert_eq!(TaskState::decode(&s.encode()).unwrap(), s);
+        let mut no_endpoint = sample();
+        no_endpoint.endpoint = None;
+        assert_eq!(TaskState::decode(&no_endpoint.encode()).unwrap(), no_endpoint);
+    }
+
+    #[test]
+    fn garbage_and_other_versions_are_refused() {
+        assert!(TaskState::decode(b"").is_err());
+        assert!(TaskState::decode(b"\x82\xa3ARN").is_err());
+        assert!(TaskState::decode(b"{}").is_err());
+        let newer = String::from_utf8(sample().encode())
+            .unwrap()
+            .replace("\"version\":1", "\"version\":2");
+        assert!(TaskState::decode(newer.as_bytes()).unwrap_err().contains("version 2"));
+        let no_arn = String::from_utf8(sample().encode()).unwrap().replace("task_arn", "x");
+        assert!(TaskState::decode(no_arn.as_bytes()).unwrap_err().contains("task_arn"));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let mut v: Value = serde_json::from_slice(&sample().encode()).unwrap();
+        v["added_later"] = json!({"x": 1});
+        assert_eq!(TaskState::decode(v.to_string().as_bytes()).unwrap(), sample());
+    }
+}

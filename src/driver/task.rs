@@ -1,0 +1,383 @@
+//! One watched ECS task: its record (shared with the RPC handlers) and the thread that writes
+//! its life down. The thread reads status from the poller's messages, publishes events, and
+//! sets the exit result that WaitTask, InspectTask and StopTask read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_channel::oneshot;
+
+use crate::aws::ecs::{EcsClient, Task};
+
+use super::config::TaskIdentity;
+use super::events::{EventBus, TaskEvent};
+use super::exit::{exit_from_task, ExitResult};
+use super::poller::Poller;
+use super::state::TaskState;
+
+/// Consecutive polls that must miss a task, and the least time since its start, before the
+/// driver concludes ECS no longer knows it (ECS reads are eventually consistent right after
+/// RunTask).
+const MISSING_POLLS: u32 = 3;
+const MISSING_GRACE: Duration = Duration::from_secs(10);
+
+/// What a task's thread is told.
+#[derive(Debug)]
+pub enum TaskMsg {
+    /// The task as ECS described it.
+    Observed(Box<Task>),
+    /// ECS did not return the task.
+    Missing,
+    /// Reading the status failed (transient or not); the task keeps running in our eyes.
+    PollFailed(String),
+    /// Stop watching; the ECS task keeps running (StopTask with signal DETACH).
+    Detach,
+    /// Nomad forgot the task (DestroyTask): the thread ends.
+    Forget,
+}
+
+/// Nomad-visible state of the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    Exited,
+}
+
+struct Inner {
+    last_status: String,
+    desired_status: String,
+    exit: Option<ExitResult>,
+    completed_at: Option<SystemTime>,
+    detached: bool,
+    waiters: Vec<oneshot::Sender<ExitResult>>,
+    last_error: Option<String>,
+}
+
+/// A snapshot for InspectTask.
+#[derive(Debug, Clone)]
+pub struct TaskSnapshot {
+    pub identity: TaskIdentity,
+    pub state: TaskState,
+    pub phase: Phase,
+    pub last_status: String,
+    pub desired_status: String,
+    pub exit: Option<ExitResult>,
+    pub completed_at: Option<SystemTime>,
+    pub detached: bool,
+    pub last_error: Option<String>,
+}
+
+/// Things every task thread uses.
+pub struct Shared {
+    pub events: EventBus,
+    pub poller: Arc<Poller>,
+    /// Essential container names per task definition ARN (task definitions are immutable).
+    pub essential: Mutex<HashMap<String, Arc<Vec<String>>>>,
+}
+
+pub struct TaskEntry {
+    pub identity: TaskIdentity,
+    pub state: TaskState,
+    pub client: Arc<EcsClient>,
+    inner: Mutex<Inner>,
+    cond: Condvar,
+    tx: Sender<TaskMsg>,
+}
+
+impl TaskEntry {
+    /// Registers the task with the poller and starts its thread.
+    pub fn spawn(
+        identity: TaskIdentity,
+        state: TaskState,
+        client: Arc<EcsClient>,
+        initial_status: &str,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Arc<TaskEntry>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let entry = Arc::new(TaskEntry {
+            identity,
+            state,
+            client,
+            inner: Mutex::new(Inner {
+                last_status: initial_status.to_string(),
+                desired_status: "RUNNING".into(),
+                exit: None,
+                completed_at: None,
+                detached: false,
+                waiters: Vec::new(),
+                last_error: None,
+            }),
+            cond: Condvar::new(),
+            tx: tx.clone(),
+        });
+        let id = entry.identity.id.clone();
+        let thread_entry = Arc::clone(&entry);
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name(format!("task-{}", short_id(&id)))
+            .spawn(move || watch(thread_entry, rx, thread_shared))?;
+        shared.poller.watch(
+            &id,
+            super::poller::Watch {
+                arn: entry.state.task_arn.clone(),
+                cluster: entry.state.cluster.clone(),
+                client: Arc::clone(&entry.client),
+                tx,
+            },
+        );
+        Ok(entry)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock means a thread panicked mid-update; the data is still the best we have.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn send(&self, msg: TaskMsg) {
+        let _ = self.tx.send(msg);
+    }
+
+    pub fn exit(&self) -> Option<ExitResult> {
+        self.lock().exit.clone()
+    }
+
+    pub fn is_detached(&self) -> bool {
+        self.lock().detached
+    }
+
+    /// A receiver that yields the exit result (at once if the task already exited).
+    pub fn wait(&self) -> oneshot::Receiver<ExitResult> {
+        let (tx, rx) = oneshot::channel();
+        let mut g = self.lock();
+        match &g.exit {
+            Some(exit) => {
+                let _ = tx.send(exit.clone());
+            }
+            None => g.waiters.push(tx),
+        }
+        rx
+    }
+
+    /// Blocks until the task exited or `timeout` passed; true if it exited.
+    pub fn wait_exit(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lock();
+        while g.exit.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            g = match self.cond.wait_timeout(g, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+
+    pub fn snapshot(&self) -> TaskSnapshot {
+        let g = self.lock();
+        TaskSnapshot {
+            identity: self.identity.clone(),
+            state: self.state.clone(),
+            phase: if g.exit.is_some() {
+                Phase::Exited
+            } else {
+                Phase::Running
+            },
+            last_status: g.last_status.clone(),
+            desired_status: g.desired_status.clone(),
+            exit: g.exit.clone(),
+            completed_at: g.completed_at,
+            detached: g.detached,
+            last_error: g.last_error.clone(),
+        }
+    }
+
+    pub fn event(&self, message: impl Into<String>, annotations: BTreeMap<String, String>) -> TaskEvent {
+        TaskEvent {
+            task_id: self.identity.id.clone(),
+            alloc_id: self.identity.alloc_id.clone(),
+            task_name: self.identity.name.clone(),
+            timestamp: SystemTime::now(),
+            message: message.into(),
+            annotations,
+        }
+    }
+
+    /// Records the exit (once) and wakes every waiter.
+    fn finish(&self, exit: ExitResult, completed_at: SystemTime, detached: bool) -> bool {
+        let waiters = {
+            let mut g = self.lock();
+            if g.exit.is_some() {
+                return false;
+            }
+            g.exit = Some(exit.clone());
+            g.completed_at = Some(completed_at);
+            g.detached = detached;
+            std::mem::take(&mut g.waiters)
+        };
+        self.cond.notify_all();
+        for w in waiters {
+            let _ = w.send(exit.clone());
+        }
+        true
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
+}
+
+fn annotations(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// The task's thread.
+fn watch(entry: Arc<TaskEntry>, rx: Receiver<TaskMsg>, shared: Arc<Shared>) {
+    let mut missing = 0u32;
+    let started = Instant::now();
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            TaskMsg::Observed(task) => {
+                missing = 0;
+                if observe(&entry, &task, &shared) {
+                    break;
+                }
+            }
+            TaskMsg::Missing => {
+                missing += 1;
+                if missing >= MISSING_POLLS && started.elapsed() >= MISSING_GRACE {
+                    let msg = format!(
+                        "ECS no longer knows task {} in cluster {} (stopped long ago and expired, or never existed there); its exit status is unknown",
+                        entry.state.task_arn, entry.state.cluster
+                    );
+                    let exit = ExitResult::failed(1, msg.clone());
+                    if entry.finish(exit, SystemTime::now(), false) {
+                        shared
+                            .events
+                            .publish(entry.event(msg, annotations(&[("task_arn", entry.state.task_arn.clone())])));
+                    }
+                    break;
+                }
+            }
+            TaskMsg::PollFailed(err) => {
+                entry.lock().last_error = Some(err);
+            }
+            TaskMsg::Detach => {
+                if entry.finish(ExitResult::code(0), SystemTime::now(), true) {
+                    shared.events.publish(entry.event(
+                        format!("Detached from ECS task {}; it keeps running", entry.state.task_arn),
+                        annotations(&[("task_arn", entry.state.task_arn.clone())]),
+                    ));
+                }
+                break;
+            }
+            TaskMsg::Forget => break,
+        }
+    }
+    shared.poller.unwatch(&entry.identity.id);
+    log::debug!(task_id = entry.identity.id.as_str(); "stopped watching ECS task {}", entry.state.task_arn);
+}
+
+/// Applies one observation. Returns true when the task has ended.
+fn observe(entry: &TaskEntry, task: &Task, shared: &Shared) -> bool {
+    let changed = {
+        let mut g = entry.lock();
+        g.last_error = None;
+        let changed = g.last_status != task.last_status || g.desired_status != task.desired_status;
+        g.last_status = task.last_status.clone();
+        g.desired_status = task.desired_status.clone();
+        changed
+    };
+    if task.last_status != "STOPPED" {
+        if changed {
+            shared.events.publish(entry.event(
+                format!("ECS task is {} (desired {})", task.last_status, task.desired_status),
+                annotations(&[
+                    ("last_status", task.last_status.clone()),
+                    ("desired_status", task.desired_status.clone()),
+                ]),
+            ));
+        }
+        return false;
+    }
+    let essential = essential_containers(entry, task, shared);
+    let exit = exit_from_task(task, essential.as_deref().map(|v| v.as_slice()));
+    let completed_at = task.stopped_at.and_then(epoch_secs).unwrap_or_else(SystemTime::now);
+    if entry.finish(exit.clone(), completed_at, false) {
+        let codes: Vec<String> = task
+            .containers
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    c.name,
+                    c.exit_code.map_or_else(|| "none".to_string(), |c| c.to_string())
+                )
+            })
+            .collect();
+        let reason = task.stopped_reason.clone().unwrap_or_default();
+        let message = if reason.is_empty() {
+            format!("ECS task stopped (exit code {})", exit.exit_code)
+        } else {
+            format!("ECS task stopped: {reason} (exit code {})", exit.exit_code)
+        };
+        shared.events.publish(entry.event(
+            message,
+            annotations(&[
+                ("task_arn", task.task_arn.clone()),
+                ("stop_code", task.stop_code.clone().unwrap_or_default()),
+                ("stopped_reason", reason),
+                ("exit_code", exit.exit_code.to_string()),
+                ("container_exit_codes", codes.join(",")),
+            ]),
+        ));
+    }
+    true
+}
+
+/// Essential container names of the task's definition, cached; `None` if unknown (then every
+/// container counts).
+fn essential_containers(entry: &TaskEntry, task: &Task, shared: &Shared) -> Option<Arc<Vec<String>>> {
+    let td = task
+        .task_definition_arn
+        .clone()
+        .unwrap_or_else(|| entry.state.task_definition.clone());
+    if let Some(hit) = shared.essential.lock().ok().and_then(|c| c.get(&td).cloned()) {
+        return Some(hit);
+    }
+    match entry.client.describe_task_definition(&td) {
+        Ok(def) => {
+            let names: Arc<Vec<String>> = Arc::new(
+                def.containers
+                    .iter()
+                    .filter(|c| c.essential)
+                    .map(|c| c.name.clone())
+                    .collect(),
+            );
+            if let Ok(mut c) = shared.essential.lock() {
+                c.insert(td, Arc::clone(&names));
+            }
+            Some(names)
+        }
+        Err(e) => {
+            log::warn!(task_id = entry.identity.id.as_str(); "cannot read task definition {td} to find its essential containers; using every container's exit code: {e}");
+            None
+        }
+    }
+}
+
+fn epoch_secs(secs: f64) -> Option<SystemTime> {
+    if secs.is_finite() && secs > 0.0 {
+        Some(UNIX_EPOCH + Duration::from_secs_f64(secs))
+    } else {
+        None
+    }
+}

@@ -1,0 +1,562 @@
+//! Typed, validated configs from Nomad's cty-msgpack values (PROTOCOL.md §4): the plugin
+//! stanza (`SetConfig`) and a task's `config { task { ... } }` (`StartTask`).
+//!
+//! Absent attributes arrive as nil, absent blocks as nil, numbers as int, float or string.
+//! Every error names the offending field as written in the job or agent file.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::driver::config::{DriverConfig, LaunchType, TaskSpec, VpcConfig, DEFAULT_CLUSTER, DEFAULT_POLL_INTERVAL};
+
+use super::msgpack::{self, Value};
+
+/// ECS limits on awsvpcConfiguration.
+const MAX_SUBNETS: usize = 16;
+const MAX_SECURITY_GROUPS: usize = 5;
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A config that cannot be used: which field and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// A map value (object or block); nil → None.
+fn object<'a>(v: &'a Value, path: &str) -> Result<Option<&'a Value>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::Map(_) => Ok(Some(v)),
+        other => Err(ConfigError::new(
+            path,
+            format!("expected a block or object, got a {}", other.kind()),
+        )),
+    }
+}
+
+fn field<'a>(obj: &'a Value, path: &str, key: &str) -> &'a Value {
+    let _ = path;
+    obj.get(key).unwrap_or(&Value::Nil)
+}
+
+pub fn opt_string(obj: &Value, path: &str, key: &str) -> Result<Option<String>> {
+    match field(obj, path, key) {
+        Value::Nil => Ok(None),
+        Value::Str(s) => Ok(Some(s.clone())),
+        other => Err(ConfigError::new(
+            join(path, key),
+            format!("expected a string, got a {}", other.kind()),
+        )),
+    }
+}
+
+pub fn opt_bool(obj: &Value, path: &str, key: &str) -> Result<Option<bool>> {
+    match field(obj, path, key) {
+        Value::Nil => Ok(None),
+        Value::Bool(b) => Ok(Some(*b)),
+        // HCL converts "true"/"false" strings for bool attributes; accept the same.
+        Value::Str(s) if s == "true" => Ok(Some(true)),
+        Value::Str(s) if s == "false" => Ok(Some(false)),
+        other => Err(ConfigError::new(
+            join(path, key),
+            format!("expected true or false, got a {}", other.kind()),
+        )),
+    }
+}
+
+pub fn opt_string_list(obj: &Value, path: &str, key: &str) -> Result<Option<Vec<String>>> {
+    let name = join(path, key);
+    match field(obj, path, key) {
+        Value::Nil => Ok(None),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::Str(s) => Ok(s.clone()),
+                other => Err(ConfigError::new(
+                    format!("{name}[{i}]"),
+                    format!("expected a string, got a {}", other.kind()),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some),
+        other => Err(ConfigError::new(
+            name,
+            format!("expected a list of strings, got a {}", other.kind()),
+        )),
+    }
+}
+
+/// A cty number: msgpack int, float, or (for values not exact in binary) a decimal string.
+pub fn opt_number(obj: &Value, path: &str, key: &str) -> Result<Option<f64>> {
+    let name = join(path, key);
+    match field(obj, path, key) {
+        Value::Nil => Ok(None),
+        Value::Int(i) => Ok(Some(*i as f64)),
+        Value::UInt(u) => Ok(Some(*u as f64)),
+        Value::Float(f) => Ok(Some(*f)),
+        Value::Str(s) => s
+            .trim()
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| ConfigError::new(name, format!("expected a number, got {s:?}"))),
+        other => Err(ConfigError::new(
+            name,
+            format!("expected a number, got a {}", other.kind()),
+        )),
+    }
+}
+
+fn decode_root(bytes: &[u8], what: &str) -> Result<Value> {
+    if bytes.is_empty() {
+        return Ok(Value::Map(Vec::new()));
+    }
+    msgpack::decode(bytes).map_err(|e| ConfigError::new(what, format!("cannot decode the config Nomad sent: {e}")))
+}
+
+/// Parses a Go-style duration: `500ms`, `5s`, `1m`, `1m30s`, `2h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_end == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        total += Duration::try_from_secs_f64(n * unit).ok()?;
+    }
+    Some(total)
+}
+
+fn validate_endpoint(url: &str) -> Result<()> {
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && url
+            .split("://")
+            .nth(1)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "endpoint",
+            format!("{url:?} is not an http(s) URL; use e.g. \"https://ecs.us-east-1.amazonaws.com\" or a VPC endpoint URL, or leave it unset"),
+        ))
+    }
+}
+
+/// The plugin stanza (SetConfig's `msgpack_config`).
+pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
+    let root = decode_root(bytes, "config")?;
+    let Some(obj) = object(&root, "config")? else {
+        return Ok(DriverConfig::default());
+    };
+    let enabled = opt_bool(obj, "", "enabled")?.unwrap_or(false);
+    let cluster = opt_string(obj, "", "cluster")?
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_CLUSTER.into());
+    let region = opt_string(obj, "", "region")?
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    if let Some(r) = &region {
+        if !r
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(ConfigError::new(
+                "region",
+                format!("{r:?} is not an AWS region name (like \"us-east-1\")"),
+            ));
+        }
+    }
+    let endpoint = opt_string(obj, "", "endpoint")?
+        .map(|e| e.trim().trim_end_matches('/').to_string())
+        .filter(|e| !e.is_empty());
+    if let Some(e) = &endpoint {
+        validate_endpoint(e)?;
+    }
+    let poll_interval = match opt_string(obj, "", "poll_interval")? {
+        None => DEFAULT_POLL_INTERVAL,
+        Some(s) => match parse_duration(&s) {
+            Some(d) if d >= MIN_POLL_INTERVAL => d,
+            _ => {
+                return Err(ConfigError::new(
+                    "poll_interval",
+                    format!("{s:?} is not a duration of at least 200ms (write e.g. \"5s\" or \"1m\")"),
+                ))
+            }
+        },
+    };
+    Ok(DriverConfig {
+        enabled,
+        cluster,
+        region,
+        endpoint,
+        poll_interval,
+    })
+}
+
+/// The task stanza (StartTask's `msgpack_driver_config`).
+pub fn decode_task_config(bytes: &[u8]) -> Result<TaskSpec> {
+    if bytes.is_empty() {
+        return Err(ConfigError::new(
+            "task",
+            "the task has no driver config: add a config { task { task_definition = \"...\" } } block",
+        ));
+    }
+    let root = decode_root(bytes, "config")?;
+    let root = object(&root, "config")?.ok_or_else(|| ConfigError::new("task", "the task has no driver config"))?;
+    let task = object(field(root, "", "task"), "task")?.ok_or_else(|| {
+        ConfigError::new(
+            "task",
+            "a task block is required: config { task { task_definition = \"family:revision\" } }",
+        )
+    })?;
+
+    let task_definition = opt_string(task, "task", "task_definition")?
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    if task_definition.is_empty() {
+        return Err(ConfigError::new(
+            "task.task_definition",
+            "is required: name a registered task definition as \"family\", \"family:revision\" or its ARN",
+        ));
+    }
+    let launch_type = match opt_string(task, "task", "launch_type")? {
+        None => None,
+        Some(s) if s.is_empty() => None,
+        Some(s) => Some(LaunchType::parse(&s).ok_or_else(|| {
+            ConfigError::new(
+                "task.launch_type",
+                format!("{s:?} is not a launch type; use {}", LaunchType::ALLOWED),
+            )
+        })?),
+    };
+    let vpc = match object(
+        field(task, "task", "network_configuration"),
+        "task.network_configuration",
+    )? {
+        None => None,
+        Some(net) => {
+            let path = "task.network_configuration.aws_vpc_configuration";
+            match object(field(net, "", "aws_vpc_configuration"), path)? {
+                None => None,
+                Some(v) => Some(decode_vpc(v, path)?),
+            }
+        }
+    };
+    Ok(TaskSpec {
+        task_definition,
+        launch_type,
+        vpc,
+    })
+}
+
+fn decode_vpc(v: &Value, path: &str) -> Result<VpcConfig> {
+    let assign_public_ip = match opt_string(v, path, "assign_public_ip")? {
+        None => None,
+        Some(s) if s == "ENABLED" || s == "DISABLED" => Some(s),
+        Some(s) => {
+            return Err(ConfigError::new(
+                join(path, "assign_public_ip"),
+                format!("{s:?} is not allowed; use \"ENABLED\" or \"DISABLED\""),
+            ))
+        }
+    };
+    let subnets = opt_string_list(v, path, "subnets")?.unwrap_or_default();
+    let security_groups = opt_string_list(v, path, "security_groups")?.unwrap_or_default();
+    if subnets.is_empty() {
+        return Err(ConfigError::new(
+            join(path, "subnets"),
+            "at least one subnet id is required for awsvpc networking",
+        ));
+    }
+    if subnets.len() > MAX_SUBNETS {
+        return Err(ConfigError::new(
+            join(path, "subnets"),
+            format!("ECS accepts at most {MAX_SUBNETS} subnets, got {}", subnets.len()),
+        ));
+    }
+    if security_groups.len() > MAX_SECURITY_GROUPS {
+        return Err(ConfigError::new(
+            join(path, "security_groups"),
+            format!(
+                "ECS accepts at most {MAX_SECURITY_GROUPS} security groups, got {}",
+                security_groups.len()
+            ),
+        ));
+    }
+    for (name, list) in [("subnets", &subnets), ("security_groups", &security_groups)] {
+        if let Some(i) = list.iter().position(|s| s.trim().is_empty()) {
+            return Err(ConfigError::new(format!("{}[{i}]", join(path, name)), "is empty"));
+        }
+    }
+    Ok(VpcConfig {
+        subnets,
+        security_groups,
+        assign_public_ip,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny msgpack writer for the tests, shaped like go-cty's output.
+    enum M<'a> {
+        Nil,
+        B(bool),
+        S(&'a str),
+        L(Vec<M<'a>>),
+        O(Vec<(&'a str, M<'a>)>),
+        I(i64),
+        F(f64),
+    }
+
+    fn enc(m: &M<'_>, out: &mut Vec<u8>) {
+        match m {
+            M::Nil => out.push(0xc0),
+            M::B(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
+            M::S(s) => {
+                out.push(0xd9);
+                out.push(s.len() as u8);
+                out.extend_from_slice(s.as_bytes());
+            }
+            M::L(items) => {
+                if items.len() < 16 {
+                    out.push(0x90 | items.len() as u8);
+                } else {
+                    out.push(0xdc);
+                    out.extend_from_slice(&(items.len() as u16).to_be_bytes());
+                }
+                items.iter().for_each(|i| enc(i, out));
+            }
+            M::O(entries) => {
+                let mut sorted: Vec<_> = entries.iter().collect();
+                sorted.sort_by_key(|(k, _)| *k);
+                out.push(0x80 | sorted.len() as u8);
+                for (k, v) in sorted {
+                    enc(&M::S(k), out);
+                    enc(v, out);
+                }
+            }
+            M::I(i) => {
+                out.push(0xd3);
+                out.extend_from_slice(&i.to_be_bytes());
+            }
+            M::F(f) => {
+                out.push(0xcb);
+                out.extend_from_slice(&f.to_be_bytes());
+            }
+        }
+    }
+
+    fn bytes(m: M<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        enc(&m, &mut out);
+        out
+    }
+
+    fn seed_task<'a>(launch: M<'a>, ip: M<'a>, subnets: M<'a>) -> M<'a> {
+        M::O(vec![(
+            "task",
+            M::O(vec![
+                ("launch_type", launch),
+                ("task_definition", M::S("my-task-definition:1")),
+                (
+                    "network_configuration",
+                    M::O(vec![(
+                        "aws_vpc_configuration",
+                        M::O(vec![
+                            ("assign_public_ip", ip),
+                            ("security_groups", M::L(vec![M::S("sg-05f444f6c0dda876d")])),
+                            ("subnets", subnets),
+                        ]),
+                    )]),
+                ),
+            ]),
+        )])
+    }
+
+    fn seed_subnets<'a>() -> M<'a> {
+        M::L(vec![M::S("subnet-0cd4b2ec21331a144"), M::S("subnet-0da9019dcab8ae2f1")])
+    }
+
+    #[test]
+    fn seed_task_stanza() {
+        let spec = decode_task_config(&bytes(seed_task(M::S("FARGATE"), M::S("ENABLED"), seed_subnets()))).unwrap();
+        assert_eq!(spec.task_definition, "my-task-definition:1");
+        assert_eq!(spec.launch_type, Some(LaunchType::Fargate));
+        let vpc = spec.vpc.unwrap();
+        assert_eq!(vpc.subnets.len(), 2);
+        assert_eq!(vpc.security_groups, vec!["sg-05f444f6c0dda876d"]);
+        assert_eq!(vpc.assign_public_ip.as_deref(), Some("ENABLED"));
+    }
+
+    #[test]
+    fn absent_attributes_are_nil() {
+        let spec = decode_task_config(&bytes(M::O(vec![(
+            "task",
+            M::O(vec![
+                ("launch_type", M::Nil),
+                ("network_configuration", M::Nil),
+                ("task_definition", M::S("td")),
+            ]),
+        )])))
+        .unwrap();
+        assert_eq!(spec.launch_type, None);
+        assert_eq!(spec.vpc, None);
+    }
+
+    #[test]
+    fn bad_task_inputs_name_the_field() {
+        let e = decode_task_config(&bytes(seed_task(M::S("LAMBDA"), M::Nil, seed_subnets()))).unwrap_err();
+        assert_eq!(e.field, "task.launch_type");
+        assert!(e.message.contains("FARGATE, EC2 or EXTERNAL"));
+        let e = decode_task_config(&bytes(seed_task(M::Nil, M::S("YES"), seed_subnets()))).unwrap_err();
+        assert_eq!(
+            e.field,
+            "task.network_configuration.aws_vpc_configuration.assign_public_ip"
+        );
+        let e = decode_task_config(&bytes(seed_task(M::Nil, M::Nil, M::Nil))).unwrap_err();
+        assert_eq!(e.field, "task.network_configuration.aws_vpc_configuration.subnets");
+        let e = decode_task_config(&bytes(seed_task(M::Nil, M::Nil, M::L(vec![M::I(3)])))).unwrap_err();
+        assert_eq!(e.field, "task.network_configuration.aws_vpc_configuration.subnets[0]");
+        let e = decode_task_config(&bytes(M::O(vec![("task", M::O(vec![("task_definition", M::Nil)]))]))).unwrap_err();
+        assert_eq!(e.field, "task.task_definition");
+        let e = decode_task_config(&bytes(M::O(vec![("task", M::Nil)]))).unwrap_err();
+        assert_eq!(e.field, "task");
+        let e = decode_task_config(&[]).unwrap_err();
+        assert_eq!(e.field, "task");
+        let e = decode_task_config(&[0xa5, 1]).unwrap_err();
+        assert!(e.message.contains("cannot decode"));
+        let too_many: Vec<M<'_>> = (0..17).map(|_| M::S("subnet-1")).collect();
+        let e = decode_task_config(&bytes(seed_task(M::Nil, M::Nil, M::L(too_many)))).unwrap_err();
+        assert!(e.message.contains("at most 16"));
+    }
+
+    #[test]
+    fn seed_plugin_stanza() {
+        let cfg = decode_plugin_config(&bytes(M::O(vec![
+            ("cluster", M::S("nomad-remote-driver-cluster")),
+            ("enabled", M::B(true)),
+            ("region", M::S("us-east-1")),
+            ("endpoint", M::Nil),
+            ("poll_interval", M::Nil),
+        ])))
+        .unwrap();
+        assert!(cfg.enabled);
+        assert_eq!(cfg.cluster, "nomad-remote-driver-cluster");
+        assert_eq!(cfg.region.as_deref(), Some("us-east-1"));
+        assert_eq!(cfg.endpoint, None);
+        assert_eq!(cfg.poll_interval, DEFAULT_POLL_INTERVAL);
+    }
+
+    #[test]
+    fn empty_plugin_stanza_gets_defaults() {
+        let cfg = decode_plugin_config(&bytes(M::O(vec![
+            ("cluster", M::Nil),
+            ("enabled", M::Nil),
+            ("region", M::Nil),
+        ])))
+        .unwrap();
+        assert_eq!(cfg, DriverConfig::default());
+        assert_eq!(decode_plugin_config(&[]).unwrap(), DriverConfig::default());
+        assert_eq!(decode_plugin_config(&[0xc0]).unwrap(), DriverConfig::default());
+    }
+
+    #[test]
+    fn bad_plugin_inputs_name_the_field() {
+        let e = decode_plugin_config(&bytes(M::O(vec![("enabled", M::S("maybe"))]))).unwrap_err();
+        assert_eq!(e.field, "enabled");
+        let e = decode_plugin_config(&bytes(M::O(vec![("endpoint", M::S("localhost:4566"))]))).unwrap_err();
+        assert_eq!(e.field, "endpoint");
+        let e = decode_plugin_config(&bytes(M::O(vec![("region", M::S("US East"))]))).unwrap_err();
+        assert_eq!(e.field, "region");
+        let e = decode_plugin_config(&bytes(M::O(vec![("poll_interval", M::S("fast"))]))).unwrap_err();
+        assert_eq!(e.field, "poll_interval");
+        let e = decode_plugin_config(&bytes(M::L(vec![]))).unwrap_err();
+        assert_eq!(e.field, "config");
+    }
+
+    #[test]
+    fn numbers_arrive_as_int_float_or_string() {
+        let obj = msgpack::decode(&bytes(M::O(vec![
+            ("a", M::I(256)),
+            ("b", M::F(2.5)),
+            ("c", M::S("0.1")),
+            ("d", M::Nil),
+            ("e", M::B(true)),
+        ])))
+        .unwrap();
+        assert_eq!(opt_number(&obj, "", "a").unwrap(), Some(256.0));
+        assert_eq!(opt_number(&obj, "", "b").unwrap(), Some(2.5));
+        assert_eq!(opt_number(&obj, "", "c").unwrap(), Some(0.1));
+        assert_eq!(opt_number(&obj, "", "d").unwrap(), None);
+        assert_eq!(opt_number(&obj, "x", "e").unwrap_err().field, "x.e");
+        // Big integers come as strings (go-cty ≥ 1.14.4), small ones as fixint.
+        let big = msgpack::decode(&bytes(M::O(vec![("n", M::S("100000000000000000000"))]))).unwrap();
+        assert_eq!(opt_number(&big, "", "n").unwrap(), Some(1e20));
+        assert_eq!(
+            opt_number(&msgpack::decode(&[0x81, 0xa1, b'n', 0x07]).unwrap(), "", "n").unwrap(),
+            Some(7.0)
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

@@ -1,0 +1,146 @@
+//! The HCL schemas the plugin hands Nomad: the plugin stanza (ConfigSchema) and the task
+//! stanza (TaskConfigSchema). Nomad validates job and agent files against them and encodes
+//! the values as cty-msgpack (decoded in `nomad::config`).
+
+use crate::proto::hclspec::{Attr, Block, Default as DefaultSpec, Literal, Object, Spec};
+
+fn attr(name: &str, ty: &str) -> Spec {
+    let mut s = Spec::new();
+    s.set_Attr(Attr {
+        name: name.into(),
+        type_: ty.into(),
+        required: false,
+        ..Default::default()
+    });
+    s
+}
+
+fn with_default(primary: Spec, literal_hcl: &str) -> Spec {
+    let mut lit = Spec::new();
+    lit.set_literal(Literal {
+        value: literal_hcl.into(),
+        ..Default::default()
+    });
+    let mut s = Spec::new();
+    s.set_default(DefaultSpec {
+        primary: Some(primary).into(),
+        default: Some(lit).into(),
+        ..Default::default()
+    });
+    s
+}
+
+fn object(fields: Vec<(&str, Spec)>) -> Spec {
+    let mut o = Object::new();
+    for (k, v) in fields {
+        o.attributes.insert(k.to_string(), v);
+    }
+    let mut s = Spec::new();
+    s.set_object(o);
+    s
+}
+
+fn block(name: &str, nested: Spec) -> Spec {
+    let mut s = Spec::new();
+    s.set_block_value(Block {
+        name: name.into(),
+        required: false,
+        nested: Some(nested).into(),
+        ..Default::default()
+    });
+    s
+}
+
+/// `plugin "nomad-driver-ecs" { config { ... } }`.
+pub fn plugin_config_spec() -> Spec {
+    object(vec![
+        ("enabled", with_default(attr("enabled", "bool"), "false")),
+        ("cluster", attr("cluster", "string")),
+        ("region", attr("region", "string")),
+        ("endpoint", attr("endpoint", "string")),
+        ("poll_interval", attr("poll_interval", "string")),
+    ])
+}
+
+/// A task's `config { task { ... } }`: the seed job's stanza.
+pub fn task_config_spec() -> Spec {
+    let vpc = object(vec![
+        ("assign_public_ip", attr("assign_public_ip", "string")),
+        ("security_groups", attr("security_groups", "list(string)")),
+        ("subnets", attr("subnets", "list(string)")),
+    ]);
+    let network = object(vec![("aws_vpc_configuration", block("aws_vpc_configuration", vpc))]);
+    let task = object(vec![
+        ("launch_type", attr("launch_type", "string")),
+        ("task_definition", attr("task_definition", "string")),
+        ("network_configuration", block("network_configuration", network)),
+    ]);
+    object(vec![("task", block("task", task))])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::hclspec::spec::Block as B;
+
+    fn obj(s: &Spec) -> &Object {
+        match &s.block {
+            Some(B::Object(o)) => o,
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
+    fn nested(s: &Spec) -> &Spec {
+        match &s.block {
+            Some(B::BlockValue(b)) => b.nested.as_ref().unwrap(),
+            other => panic!("not a block: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_attr_has_a_type_and_a_name() {
+        fn walk(s: &Spec, seen: &mut Vec<String>) {
+            match &s.block {
+                Some(B::Attr(a)) => {
+                    assert!(!a.type_.is_empty(), "attr {} has no type", a.name);
+                    assert!(!a.name.is_empty());
+                    seen.push(a.name.clone());
+                }
+                Some(B::Object(o)) => o.attributes.values().for_each(|v| walk(v, seen)),
+                Some(B::BlockValue(b)) => walk(b.nested.as_ref().unwrap(), seen),
+                Some(B::Default(d)) => walk(d.primary.as_ref().unwrap(), seen),
+                Some(B::Literal(_)) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let mut names = Vec::new();
+        walk(&task_config_spec(), &mut names);
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "assign_public_ip",
+                "launch_type",
+                "security_groups",
+                "subnets",
+                "task_definition"
+            ]
+        );
+        let mut names = Vec::new();
+        walk(&plugin_config_spec(), &mut names);
+        names.sort();
+        assert_eq!(names, ["cluster", "enabled", "endpoint", "poll_interval", "region"]);
+    }
+
+    #[test]
+    fn task_stanza_shape_matches_the_seed() {
+        let root = task_config_spec();
+        let task = nested(&obj(&root).attributes["task"]);
+        let net = nested(&obj(task).attributes["network_configuration"]);
+        let vpc = nested(&obj(net).attributes["aws_vpc_configuration"]);
+        match &obj(vpc).attributes["subnets"].block {
+            Some(B::Attr(a)) => assert_eq!(a.type_, "list(string)"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,760 @@
+#!/usr/bin/env python3
+"""ECS emulator for the integration tests: moto's server, in-process, plus test-only control endpoints.
+
+This docstring is the contract the Rust integration tests follow.
+
+Runs every moto service (exactly what ``python -m moto.server`` serves) as a WSGI app under werkzeug on
+127.0.0.1, behind a small WSGI middleware that answers the control endpoints under ``/_test/`` and can inject
+faults. Everything else (AWS API calls, ``/moto-api/...``) goes to moto unchanged. Requirements: Python 3.11,
+moto 5.2.x, flask, flask-cors, werkzeug (boto3/botocore come with moto).
+
+Command line
+------------
+    python3 tests/support/ecs_emulator.py [--port N] [--auth]
+
+``--port N``  port to listen on, 127.0.0.1 only; 0 (the default) picks a free port.
+``--auth``    signature checking on from the start, with no free calls: only requests signed with a key
+              from ``POST /_test/auth-user`` pass. Without ``--auth`` any credentials are accepted (the env
+              variable INITIAL_NO_AUTH_ACTION_COUNT is ignored either way).
+
+Once the server accepts connections, exactly one line ``READY <port>`` goes to stdout; nothing else is ever
+written to stdout (logs go to stderr; werkzeug's per-request lines only when ECS_EMULATOR_VERBOSE=1).
+ECS, EC2 (us-east-1) and IAM are loaded before READY, so the first API call is as fast as the later ones.
+Every response carries ``Connection: close``. If the port cannot be bound the process exits with status 1
+without printing READY (stdout simply closes).
+
+The process exits with status 0 on SIGTERM or SIGINT, and when its stdin reaches EOF (the parent died): give it
+``Stdio::piped()`` for stdin and keep the write end open for the emulator's lifetime. (If stdin is /dev/null the
+EOF watch is skipped, so ``Stdio::null()`` does not make it exit at once.)
+
+At start ECS task state transitions are pinned (moto state manager, model ``ecs::task``, progression manual,
+times 1000000): a task stays RUNNING until StopTask or ``POST /_test/stop-task``. The pin survives
+``POST /moto-api/reset``.
+
+Talking to moto
+---------------
+Endpoint ``http://127.0.0.1:<port>``. ECS requests: ``POST /``, ``Content-Type: application/x-amz-json-1.1``,
+``X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Op>``, SigV4 ``Authorization`` whose credential scope is
+``<key>/<date>/<region>/ecs/aws4_request`` (moto routes on the scope's service; the region selects a separate
+state store). Account id is 123456789012.
+
+Control endpoints
+-----------------
+All take and return JSON (``Content-Type: application/json``). A missing or empty body means ``{}``. Errors come
+back as ``{"error": "<text>"}`` with status 400 (bad input), 404 (unknown endpoint or object) or 500. They are
+never counted in ``/_test/calls`` and never subject to auth or faults.
+
+``GET /_test/health``
+    -> 200 ``{"ok": true, "port": <int>, "auth": <bool>}``
+
+``POST /_test/setup``
+    body (every key optional; defaults shown)::
+
+        {"region": "us-east-1", "cluster": "default", "task_definition_family": "my-task-definition",
+         "containers": [{"name": "web", "essential": true}]}
+
+    Creates the cluster (kept if it already exists and is ACTIVE) and registers the task definition: networkMode
+    awsvpc, requiresCompatibilities [FARGATE], cpu "256", memory "512"; each container is
+    ``{"image": "nginx", "memory": 512, "essential": true, "portMappings": []}`` updated with the given
+    container object (so extra keys such as "command" or "image" pass through; "name" is required). If the
+    family's latest ACTIVE revision already has the same definition it is reused, so calling setup twice is fine.
+    -> 200 ``{"cluster_arn": "...", "task_definition_arn": "...:<revision>",
+              "subnets": ["subnet-...", ...], "security_group": "sg-..."}``
+    ``subnets`` are the default VPC's subnets in that region (sorted by availability zone), ``security_group``
+    the default VPC's default security group.
+
+``POST /_test/stop-task``
+    body::
+
+        {"region": "us-east-1", "cluster": "default", "task": "<task ARN or task id>",
+         "exit_code": 137,                     # int or null; absent = null
+         "container": "web",                   # optional: only this container gets exit_code
+         "exit_codes": {"web": 0, "sidecar": 3},   # optional, per container, overrides exit_code
+         "stop_code": "EssentialContainerExited",  # default shown; null = no stopCode
+         "stopped_reason": "Essential container in task exited",   # default shown
+         "container_reason": "OutOfMemoryError",   # optional: reason on every affected container
+         "container_reasons": {"sidecar": "..."}}  # optional, per container
+
+    Edits the task in moto's memory the way an external stop looks in real ECS: lastStatus and desiredStatus
+    STOPPED, stopCode, stoppedReason, stoppingAt/executionStoppedAt/stoppedAt = now. ``containers[]`` is first
+    completed to hold one entry per container of the task definition (moto's RunTask lists only the first).
+    Every container gets lastStatus STOPPED. A container's exitCode is exit_codes[name] if given, else
+    exit_code if "container" is absent or names it; when that value is null, or the container gets no code,
+    the ``exitCode`` key is absent (as real ECS shows a container that never ran). "Affected" containers (the
+    ones named by "container", all if absent, plus those in exit_codes) get ``reason`` = container_reason.
+    Unknown container names -> 400; unknown task -> 404.
+    -> 200 the task object exactly as DescribeTasks serializes it (without tags).
+
+``POST /_test/fault``
+    body ``{"operation": "DescribeTasks", "count": 1, "status": 400, "type": "ThrottlingException",
+    "message": "Rate exceeded", "delay_ms": 0}`` (only "operation" required; defaults shown).
+    The next ``count`` requests whose X-Amz-Target ends with ``.<operation>`` (``"*"``: every ECS request) are
+    answered by the middleware, after sleeping delay_ms, without reaching moto: HTTP ``status``, headers
+    ``X-Amzn-Errortype: <type>``, ``Content-Type: application/x-amz-json-1.1``, ``x-amzn-RequestId``, body
+    ``{"__type": "<type>", "message": "<message>"}``. Default type by status: 400/429 ThrottlingException,
+    500 ServerException, 503 ServiceUnavailableException, other 5xx ServerException, other 4xx
+    ClientException; default message "Rate exceeded" for ThrottlingException, otherwise "Injected fault".
+    Several faults may be queued; the oldest matching one with calls left is used.
+    -> 200 ``{"queued": <number of queued faults>}``
+``GET /_test/fault`` -> the queue, ``[{"operation", "remaining", "status", "type", "message", "delay_ms"}]``.
+``POST /_test/fault/clear`` -> ``{"cleared": <n>}``.
+
+``GET /_test/calls``
+    -> ``{"RunTask": 3, "DescribeTasks": 10, ...}``: ECS operations received (X-Amz-Target
+    ``AmazonEC2ContainerServiceV20141113.*``, faulted ones included) since start or the last reset.
+``POST /_test/calls/reset`` -> ``{"ok": true}``; clears counts and recorded bodies.
+``GET /_test/last-request?operation=RunTask`` -> the last ECS request body of that operation, as parsed JSON
+    (a string if it was not JSON); 404 if none.
+``GET /_test/requests?operation=RunTask`` -> list of all recorded bodies of that operation, oldest first
+    (``[]`` if none).
+
+``POST /_test/auth-user``
+    body optional ``{"user_name": "..."}`` (default ``ecs-emulator-user-<n>``). Creates, straight in moto's IAM
+    backend (so it works while auth is on), an IAM user with an access key and an inline policy allowing
+    ``*`` on ``*``.
+    -> 200 ``{"access_key_id": "AKIA...", "secret_access_key": "...", "user_name": "...",
+              "account_id": "123456789012"}``
+    ``POST /moto-api/reset`` deletes the user: create another one afterwards.
+
+``GET /_test/tasks?region=us-east-1&cluster=<name or ARN>``
+    -> every task of that cluster in moto's memory, in creation order:
+    ``[{"arn", "last_status", "desired_status", "started_by", "task_definition_arn", "stopped_reason",
+    "client_token"?}]``. ``client_token`` is present when the RunTask that created the task carried a
+    clientToken (moto itself ignores clientToken; the middleware remembers it). Unknown cluster -> ``[]``.
+
+In auth mode moto answers a bad signature with HTTP 403 and an XML body (SignatureDoesNotMatch,
+InvalidClientTokenId, AccessDenied), not JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import logging
+import os
+import signal
+import stat
+import sys
+import threading
+import time
+import traceback
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import parse_qs
+
+ACCOUNT_ID = "123456789012"
+ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+ECS_TASK_TRANSITION = {"progression": "manual", "times": 1000000}
+
+log = logging.getLogger("ecs_emulator")
+
+
+class ControlError(Exception):
+    """An error answered as ``{"error": message}`` with the given HTTP status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers for moto's in-memory state
+# --------------------------------------------------------------------------------------------------------------
+
+
+def ecs_backend(region: str):
+    from moto.ecs.models import ecs_backends
+
+    return ecs_backends[ACCOUNT_ID][region]
+
+
+def ec2_backend(region: str):
+    from moto.ec2.models import ec2_backends
+
+    return ec2_backends[ACCOUNT_ID][region]
+
+
+def cluster_name_of(cluster: str) -> str:
+    return cluster.split("/")[-1]
+
+
+def serialize_task(task) -> dict:
+    """The task as moto's DescribeTasks would serialize it (tags excluded, as without include=["TAGS"])."""
+    from moto.core.serialize import XFormedAttributePicker, get_serializer_class, never_return
+    from moto.core.utils import get_service_model
+
+    service_model = get_service_model("ecs")
+    operation_model = service_model.operation_model("DescribeTasks")
+    serializer_cls = get_serializer_class(service_model.service_name, "json")
+    picker = XFormedAttributePicker(
+        response_transformers={"DescribeTasksResponse.tasks.Task.tags": never_return}
+    )
+    serializer = serializer_cls(operation_model=operation_model, pretty_print=False, value_picker=picker)
+    serialized = serializer.serialize({"tasks": [task], "failures": []})
+    body = serialized["body"]
+    if isinstance(body, bytes):
+        body = body.decode("utf-8")
+    return json.loads(body)["tasks"][0]
+
+
+def default_type_for_status(status: int) -> str:
+    if status in (400, 429):
+        return "ThrottlingException"
+    if status == 503:
+        return "ServiceUnavailableException"
+    if status >= 500:
+        return "ServerException"
+    return "ClientException"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The middleware
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Emulator:
+    """WSGI middleware: /_test/ control endpoints, fault injection and call recording in front of moto."""
+
+    def __init__(self, moto_app, auth: bool):
+        self.moto_app = moto_app
+        self.auth = auth
+        self.port = 0
+        self.lock = threading.Lock()
+        self.faults: list[dict] = []
+        self.calls: dict[str, int] = {}
+        self.bodies: dict[str, list] = {}
+        self.client_tokens: dict[str, str] = {}  # task ARN -> clientToken of the RunTask that made it
+        self.user_seq = itertools.count(1)
+        self.routes = {
+            ("GET", "/_test/health"): self.health,
+            ("POST", "/_test/setup"): self.setup,
+            ("POST", "/_test/stop-task"): self.stop_task,
+            ("POST", "/_test/fault"): self.add_fault,
+            ("GET", "/_test/fault"): self.list_faults,
+            ("POST", "/_test/fault/clear"): self.clear_faults,
+            ("GET", "/_test/calls"): self.get_calls,
+            ("POST", "/_test/calls/reset"): self.reset_calls,
+            ("GET", "/_test/last-request"): self.last_request,
+            ("GET", "/_test/requests"): self.all_requests,
+            ("POST", "/_test/auth-user"): self.auth_user,
+            ("GET", "/_test/tasks"): self.list_tasks,
+        }
+
+    # ---- WSGI entry point ----------------------------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/_test" or path.startswith("/_test/"):
+            return self.control(environ, start_response)
+
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target:
+            return self.moto_app(environ, start_response)
+
+        operation = target.rsplit(".", 1)[-1]
+        is_ecs = target.startswith(ECS_TARGET_PREFIX)
+        # Always consume the body here: a faulted request must not leave unread bytes on a kept-alive connection.
+        body = parse_json_or_text(read_body(environ))
+        if is_ecs:
+            with self.lock:
+                self.calls[operation] = self.calls.get(operation, 0) + 1
+                self.bodies.setdefault(operation, []).append(body)
+
+        fault = self.take_fault(operation, is_ecs)
+        if fault is not None:
+            return self.fault_response(fault, start_response)
+
+        if is_ecs and operation == "RunTask" and isinstance(body, dict) and body.get("clientToken"):
+            return self.run_task_recording_token(environ, start_response, str(body["clientToken"]))
+        return self.moto_app(environ, start_response)
+
+    def run_task_recording_token(self, environ, start_response, token: str):
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"] = status
+            return start_response(status, headers, exc_info)
+
+        app_iter = self.moto_app(environ, capture)
+        try:
+            data = b"".join(app_iter)
+        finally:
+            if hasattr(app_iter, "close"):
+                app_iter.close()
+        if captured.get("status", "").startswith("200"):
+            try:
+                for task in json.loads(data).get("tasks", []):
+                    with self.lock:
+                        self.client_tokens[task["taskArn"]] = token
+            except (ValueError, AttributeError, KeyError, TypeError):
+                log.warning("could not read RunTask response to record its clientToken")
+        return [data]
+
+    # ---- faults --------------------------------------------------------------------------------------------
+
+    def take_fault(self, operation: str, is_ecs: bool) -> dict | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault["operation"] == operation or (fault["operation"] == "*" and is_ecs):
+                    fault["remaining"] -= 1
+                    if fault["remaining"] <= 0:
+                        self.faults.remove(fault)
+                    return dict(fault)
+        return None
+
+    @staticmethod
+    def fault_response(fault: dict, start_response):
+        if fault["delay_ms"] > 0:
+            time.sleep(fault["delay_ms"] / 1000.0)
+        body = json.dumps({"__type": fault["type"], "message": fault["message"]}).encode("utf-8")
+        status = fault["status"]
+        start_response(
+            f"{status} {http_reason(status)}",
+            [
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("X-Amzn-Errortype", fault["type"]),
+                ("x-amzn-RequestId", str(uuid.uuid4())),
+                ("Content-Length", str(len(body))),
+            ],
+        )
+        return [body]
+
+    # ---- control dispatch ----------------------------------------------------------------------------------
+
+    def control(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = environ.get("PATH_INFO", "").rstrip("/")
+        handler = self.routes.get((method, path))
+        try:
+            if handler is None:
+                raise ControlError(404, f"unknown control endpoint: {method} {path}")
+            raw = read_body(environ)
+            body = json.loads(raw) if raw.strip() else {}
+            if not isinstance(body, dict):
+                raise ControlError(400, "body must be a JSON object")
+            query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            status, result = 200, handler(body, query)
+        except ControlError as e:
+            status, result = e.status, {"error": e.message}
+        except json.JSONDecodeError as e:
+            status, result = 400, {"error": f"body is not JSON: {e}"}
+        except Exception as e:  # noqa: BLE001 - report everything to the test
+            log.error("control endpoint %s %s failed:\n%s", method, path, traceback.format_exc())
+            status, result = 500, {"error": f"{type(e).__name__}: {e}"}
+        data = json.dumps(result).encode("utf-8")
+        start_response(
+            f"{status} {http_reason(status)}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+        )
+        return [data]
+
+    # ---- endpoints -----------------------------------------------------------------------------------------
+
+    def health(self, body, query):
+        return {"ok": True, "port": self.port, "auth": self.auth}
+
+    def setup(self, body, query):
+        from moto.ecs.models import TaskDefinition
+
+        region = body.get("region") or "us-east-1"
+        cluster_name = cluster_name_of(body.get("cluster") or "default")
+        family = body.get("task_definition_family") or "my-task-definition"
+        containers = body.get("containers") or [{"name": "web", "essential": True}]
+
+        definitions = []
+        for c in containers:
+            if not isinstance(c, dict) or not c.get("name"):
+                raise ControlError(400, "each container needs a name")
+            d = {"image": "nginx", "memory": 512, "essential": True, "portMappings": []}
+            d.update(c)
+            definitions.append(d)
+
+        ecs = ecs_backend(region)
+        cluster = ecs.clusters.get(cluster_name)
+        if cluster is None or cluster.status != "ACTIVE":
+            cluster = ecs.create_cluster(cluster_name)
+
+        td_kwargs = dict(
+            network_mode="awsvpc", requires_compatibilities=["FARGATE"], cpu="256", memory="512"
+        )
+        wanted = TaskDefinition(family, 0, definitions, ACCOUNT_ID, region, **td_kwargs)
+        task_definition = None
+        active = [td for td in ecs.task_definitions.get(family, {}).values() if td.status == "ACTIVE"]
+        if active:
+            latest = max(active, key=lambda td: td.revision)
+            same = (
+                json.dumps(latest.container_definitions, sort_keys=True)
+                == json.dumps(wanted.container_definitions, sort_keys=True)
+                and (latest.network_mode, latest.cpu, latest.memory, latest.requires_compatibilities)
+                == (wanted.network_mode, wanted.cpu, wanted.memory, wanted.requires_compatibilities)
+            )
+            if same:
+                task_definition = latest
+        if task_definition is None:
+            task_definition = ecs.register_task_definition(family, definitions, **td_kwargs)
+
+        ec2 = ec2_backend(region)
+        vpc = ec2.get_default_vpc()
+        if vpc is None:
+            raise ControlError(500, f"moto has no default VPC in {region}")
+        subnets = sorted(
+            ec2.describe_subnets(filters={"vpc-id": [vpc.id]}),
+            key=lambda s: (s.availability_zone, s.id),
+        )
+        sg = ec2.get_default_security_group(vpc.id)
+        return {
+            "cluster_arn": cluster.arn,
+            "task_definition_arn": task_definition.arn,
+            "subnets": [s.id for s in subnets],
+            "security_group": sg.id if sg is not None else None,
+        }
+
+    def stop_task(self, body, query):
+        from moto.ecs.models import Container
+
+        region = body.get("region") or "us-east-1"
+        cluster_name = cluster_name_of(body.get("cluster") or "default")
+        task_ref = body.get("task")
+        if not task_ref:
+            raise ControlError(400, "task is required")
+        ecs = ecs_backend(region)
+        task = find_task(ecs, cluster_name, str(task_ref))
+        if task is None:
+            raise ControlError(404, f"task {task_ref} not found in cluster {cluster_name} ({region})")
+
+        # moto's RunTask lists only the first container: complete containers[] from the task definition.
+        try:
+            task_def = ecs.describe_task_definition(task.task_definition_arn)
+            definitions = task_def.container_definitions
+        except Exception:  # noqa: BLE001 - task definition deregistered/deleted: keep what the task has
+            task_def, definitions = None, []
+        have = {c.name for c in task.containers}
+        for d in definitions:
+            if d.get("name") not in have:
+                c = Container(task_def)
+                c.name = d.get("name")
+                c.image = d.get("image")
+                c.cpu = d.get("cpu")
+                c.memory = d.get("memory")
+                c.environment = d.get("environment")
+                c.command = d.get("command")
+                task.containers.append(c)
+        if definitions:
+            order = {d.get("name"): i for i, d in enumerate(definitions)}
+            task.containers.sort(key=lambda c: order.get(c.name, len(order)))
+        names = [c.name for c in task.containers]
+
+        target = body.get("container")
+        exit_code = body.get("exit_code")
+        exit_codes = body.get("exit_codes") or {}
+        reasons = body.get("container_reasons") or {}
+        for name in ([target] if target else []) + list(exit_codes) + list(reasons):
+            if name not in names:
+                raise ControlError(400, f"task has no container {name!r} (containers: {names})")
+        for value in [exit_code, *exit_codes.values()]:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ControlError(400, f"exit codes must be integers or null, got {value!r}")
+
+        now = datetime.now(timezone.utc)
+        task.last_status = "STOPPED"
+        task.desired_status = "STOPPED"
+        task.stop_code = body.get("stop_code", "EssentialContainerExited")
+        task.stopped_reason = body.get("stopped_reason", "Essential container in task exited")
+        task.stopping_at = now
+        task.execution_stopped_at = now
+        task.stopped_at = now
+
+        for c in task.containers:
+            c.last_status = "STOPPED"
+            affected = target is None or c.name == target
+            code = exit_codes[c.name] if c.name in exit_codes else (exit_code if affected else None)
+            # exitCode is read first, exit_code as fallback: keep exactly one (or none) of them.
+            for attr in ("exitCode", "exit_code"):
+                if attr in c.__dict__:
+                    delattr(c, attr)
+            if code is not None:
+                c.exitCode = int(code)
+            reason = reasons.get(c.name)
+            if reason is None and (affected or c.name in exit_codes):
+                reason = body.get("container_reason")
+            if reason is not None:
+                c.reason = reason
+
+        return serialize_task(task)
+
+    def add_fault(self, body, query):
+        operation = body.get("operation")
+        if not operation or not isinstance(operation, str):
+            raise ControlError(400, "operation is required")
+        status = int(body.get("status") or 400)
+        ftype = body.get("type") or default_type_for_status(status)
+        message = body.get("message")
+        if message is None:
+            message = "Rate exceeded" if ftype == "ThrottlingException" else "Injected fault"
+        count = int(body.get("count", 1))
+        if count < 1:
+            raise ControlError(400, "count must be at least 1")
+        fault = {
+            "operation": operation,
+            "remaining": count,
+            "status": status,
+            "type": ftype,
+            "message": message,
+            "delay_ms": int(body.get("delay_ms") or 0),
+        }
+        with self.lock:
+            self.faults.append(fault)
+            return {"queued": len(self.faults)}
+
+    def list_faults(self, body, query):
+        with self.lock:
+            return [dict(f) for f in self.faults]
+
+    def clear_faults(self, body, query):
+        with self.lock:
+            n = len(self.faults)
+            self.faults.clear()
+        return {"cleared": n}
+
+    def get_calls(self, body, query):
+        with self.lock:
+            return dict(self.calls)
+
+    def reset_calls(self, body, query):
+        with self.lock:
+            self.calls.clear()
+            self.bodies.clear()
+        return {"ok": True}
+
+    def last_request(self, body, query):
+        operation = required_query(query, "operation")
+        with self.lock:
+            bodies = self.bodies.get(operation)
+            if not bodies:
+                raise ControlError(404, f"no {operation} request recorded")
+            return bodies[-1]
+
+    def all_requests(self, body, query):
+        operation = required_query(query, "operation")
+        with self.lock:
+            return list(self.bodies.get(operation, []))
+
+    def auth_user(self, body, query):
+        from moto.iam.models import iam_backends
+
+        iam = iam_backends[ACCOUNT_ID]["aws"]
+        user_name = body.get("user_name") or f"ecs-emulator-user-{next(self.user_seq)}"
+        while user_name in iam.users and not body.get("user_name"):
+            user_name = f"ecs-emulator-user-{next(self.user_seq)}"
+        if user_name not in iam.users:
+            iam.create_user("us-east-1", user_name)
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.put_user_policy(user_name, "allow-all", json.dumps(policy))
+        key = iam.create_access_key(user_name)
+        return {
+            "access_key_id": key.access_key_id,
+            "secret_access_key": key.secret_access_key,
+            "user_name": user_name,
+            "account_id": ACCOUNT_ID,
+        }
+
+    def list_tasks(self, body, query):
+        region = query.get("region") or "us-east-1"
+        cluster_name = cluster_name_of(required_query(query, "cluster"))
+        ecs = ecs_backend(region)
+        result = []
+        with self.lock:
+            tokens = dict(self.client_tokens)
+        for arn, task in list(ecs.tasks.get(cluster_name, {}).items()):
+            entry = {
+                "arn": task.task_arn,
+                "last_status": task.last_status,
+                "desired_status": task.desired_status,
+                "started_by": task.started_by,
+                "task_definition_arn": task.task_definition_arn,
+                "stopped_reason": task.stopped_reason,
+            }
+            token = tokens.get(task.task_arn) or tokens.get(arn)
+            if token is not None:
+                entry["client_token"] = token
+            result.append(entry)
+        return result
+
+
+def find_task(ecs, cluster_name: str, task_ref: str):
+    tasks = ecs.tasks.get(cluster_name, {})
+    task_id = task_ref.split("/")[-1]
+    for arn, task in tasks.items():
+        if task_ref in (arn, task.task_arn) or task.id == task_id:
+            return task
+    return None
+
+
+def required_query(query: dict, name: str) -> str:
+    value = query.get(name)
+    if not value:
+        raise ControlError(400, f"query parameter {name} is required")
+    return value
+
+
+def read_body(environ) -> str:
+    """Read the whole request body and put it back so that moto can read it again."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return ""
+    length = environ.get("CONTENT_LENGTH")
+    if length:
+        data = stream.read(int(length))
+    elif environ.get("wsgi.input_terminated"):  # chunked: werkzeug gives a stream that ends at the body's end
+        data = stream.read()
+    else:
+        data = b""
+    environ["wsgi.input"] = io.BytesIO(data)
+    environ["CONTENT_LENGTH"] = str(len(data))
+    return data.decode("utf-8", errors="replace")
+
+
+def parse_json_or_text(raw: str):
+    try:
+        return json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        return raw
+
+
+def http_reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Start-up
+# --------------------------------------------------------------------------------------------------------------
+
+
+def watch_stdin() -> None:
+    """Exit the process when stdin reaches EOF (the parent test process died). Skipped for /dev/null."""
+    try:
+        st = os.fstat(0)
+        devnull = os.stat(os.devnull)
+    except OSError:
+        log.info("stdin is closed: not watching it")
+        return
+    if stat.S_ISCHR(st.st_mode) and st.st_rdev == devnull.st_rdev:
+        log.info("stdin is /dev/null: not watching it")
+        return
+
+    def run() -> None:
+        try:
+            while os.read(0, 65536):
+                pass
+        except OSError:
+            pass
+        log.info("stdin closed: exiting")
+        os._exit(0)
+
+    threading.Thread(target=run, name="stdin-watch", daemon=True).start()
+
+
+def warm_up(moto_app) -> None:
+    """Load what the first ECS call would otherwise load lazily (about a second), before READY."""
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    from moto.ec2.models import ec2_backends
+    from moto.iam.models import iam_backends
+
+    ec2_backends[ACCOUNT_ID]["us-east-1"]  # creates the default VPC and subnets
+    iam_backends[ACCOUNT_ID]["aws"]
+    import moto.iam.access_control  # noqa: F401 - used by signature checking
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+    for target, scope in ((f"{ECS_TARGET_PREFIX}ListClusters", "ecs"),):
+        builder = EnvironBuilder(
+            path="/",
+            method="POST",
+            data=b"{}",
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": target,
+                "X-Amz-Date": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
+                "Authorization": (
+                    f"AWS4-HMAC-SHA256 Credential=AKIAWARMUP000000000/{stamp}/us-east-1/{scope}/aws4_request, "
+                    "SignedHeaders=host;x-amz-date;x-amz-target, Signature=" + "0" * 64
+                ),
+            },
+        )
+        try:
+            app_iter, status, _ = run_wsgi_app(moto_app, builder.get_environ(), buffered=True)
+            if not status.startswith("200"):
+                log.warning("warm-up %s answered %s", target, status)
+        except Exception:  # noqa: BLE001 - warm-up is best effort
+            log.warning("warm-up %s failed:\n%s", target, traceback.format_exc())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: pick a free one)")
+    parser.add_argument("--auth", action="store_true", help="check request signatures from the start")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+
+    # stdout carries only the READY line: keep a private copy of it and point fd 1 (and sys.stdout) at stderr,
+    # so stray prints (moto prints some warnings) cannot end up there.
+    ready_out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    verbose = os.environ.get("ECS_EMULATOR_VERBOSE") == "1"
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO if verbose else logging.WARNING,
+        format="ecs_emulator %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.ERROR)
+
+    def on_signal(signum, frame):
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    watch_stdin()
+
+    from moto import settings
+
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")  # no checking while warming up
+
+    from werkzeug.serving import make_server
+
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.moto_api import state_manager
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    state_manager.set_transition("ecs::task", dict(ECS_TASK_TRANSITION))
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    warm_up(moto_app)
+
+    if args.auth:
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+    ActionAuthenticatorMixin.request_count = 0
+
+    emulator = Emulator(moto_app, auth=args.auth)
+    server = make_server("127.0.0.1", args.port, emulator, threaded=True)
+    emulator.port = server.socket.getsockname()[1]
+    log.info("listening on 127.0.0.1:%d after %.2f s", emulator.port, time.monotonic() - started)
+
+    ready_out.write(f"READY {emulator.port}\n")
+    ready_out.flush()
+    try:
+        server.serve_forever()
+    finally:
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
