@@ -14,17 +14,53 @@ pub const LOG_FILTER_ENV: &str = "NOMAD_DRIVER_ECS_LOG";
 const DEFAULT_FILTER: &str = "warn,nomad_driver_ecs=debug";
 const CRATE_PREFIX: &str = "nomad_driver_ecs";
 
+/// Crates whose debug/trace output can carry request headers (ureq logs every header it
+/// writes, session tokens included): capped at info whatever the filter says.
+const HEADER_LOGGING_CRATES: &[&str] = &["ureq", "rustls"];
+
 /// Installs the global logger. Safe to call more than once (later calls do nothing).
 pub fn init() {
     let filter = std::env::var(LOG_FILTER_ENV).unwrap_or_else(|_| DEFAULT_FILTER.to_string());
-    let _ = env_logger::Builder::new()
+    let inner = env_logger::Builder::new()
         .parse_filters(&filter)
         .target(env_logger::Target::Stderr)
         .format(|buf, record| {
             let line = format_record(record, SystemTime::now());
             writeln!(buf, "{line}")
         })
-        .try_init();
+        .build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(RedactingLogger { inner })).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// env_logger behind a guard that drops records which may contain secrets.
+struct RedactingLogger {
+    inner: env_logger::Logger,
+}
+
+fn may_carry_secrets(metadata: &log::Metadata<'_>) -> bool {
+    metadata.level() > log::Level::Info
+        && HEADER_LOGGING_CRATES
+            .iter()
+            .any(|c| metadata.target() == *c || metadata.target().starts_with(&format!("{c}::")))
+}
+
+impl log::Log for RedactingLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        !may_carry_secrets(metadata) && self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !may_carry_secrets(record.metadata()) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
 }
 
 fn level_name(level: log::Level) -> &'static str {
@@ -135,6 +171,19 @@ mod tests {
         assert_eq!(obj["@message"], "ECS call failed: \"quoted\"\n");
         assert_eq!(obj["attempt"], "3");
         assert_eq!(obj["@timestamp"], "1970-01-01T00:00:00.000000+00:00");
+    }
+
+    #[test]
+    fn header_logging_crates_are_capped_at_info() {
+        let md = |level, target| log::Metadata::builder().level(level).target(target).build();
+        assert!(may_carry_secrets(&md(log::Level::Debug, "ureq::unit")));
+        assert!(may_carry_secrets(&md(log::Level::Trace, "ureq")));
+        assert!(!may_carry_secrets(&md(log::Level::Info, "ureq::unit")));
+        assert!(!may_carry_secrets(&md(log::Level::Debug, "ureqx")));
+        assert!(!may_carry_secrets(&md(
+            log::Level::Debug,
+            "nomad_driver_ecs::aws::http"
+        )));
     }
 
     #[test]

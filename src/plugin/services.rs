@@ -2,6 +2,9 @@
 //! (PROTOCOL.md §2): health, controller (Shutdown), stdio and broker.
 
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+
+use futures_channel::mpsc;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use grpcio::{MethodType, Service, ServiceBuilder};
@@ -55,13 +58,20 @@ pub fn controller(shutdown: Sender<()>) -> Service {
 }
 
 /// Nomad discards whatever arrives here; the stream stays open (sending nothing) until the
-/// host cancels it or the server shuts down.
+/// host cancels it or the server shuts down. A spawned future must be woken by something to be
+/// kept alive, so each stream waits on a channel whose sender the service holds.
 pub fn stdio() -> Service {
+    let holders: Arc<Mutex<Vec<mpsc::Sender<()>>>> = Arc::default();
     ServiceBuilder::new()
-        .add_server_streaming_handler(&STDIO_STREAM, |ctx, _req, sink| {
+        .add_server_streaming_handler(&STDIO_STREAM, move |ctx, _req, sink| {
+            let (tx, mut rx) = mpsc::channel::<()>(0);
+            if let Ok(mut h) = holders.lock() {
+                h.retain(|s| !s.is_closed());
+                h.push(tx);
+            }
             ctx.spawn(async move {
                 let _keep_open = sink;
-                futures_util::future::pending::<()>().await;
+                while rx.next().await.is_some() {}
             });
         })
         .build()

@@ -51,17 +51,30 @@ never counted in ``/_test/calls`` and never subject to auth or faults.
     body (every key optional; defaults shown)::
 
         {"region": "us-east-1", "cluster": "default", "task_definition_family": "my-task-definition",
-         "containers": [{"name": "web", "essential": true}]}
+         "containers": [{"name": "web", "essential": true}],
+         "subnet_ids": [], "security_group_ids": []}
 
     Creates the cluster (kept if it already exists and is ACTIVE) and registers the task definition: networkMode
     awsvpc, requiresCompatibilities [FARGATE], cpu "256", memory "512"; each container is
     ``{"image": "nginx", "memory": 512, "essential": true, "portMappings": []}`` updated with the given
     container object (so extra keys such as "command" or "image" pass through; "name" is required). If the
     family's latest ACTIVE revision already has the same definition it is reused, so calling setup twice is fine.
+    ``subnet_ids`` (strings starting with ``subnet-``) and ``security_group_ids`` (strings starting with ``sg-``)
+    are ids that must exist afterwards in moto's EC2 of that region, under exactly those ids: each missing
+    subnet is created in the default VPC (not default-for-AZ), in an availability zone none of the listed
+    subnets uses yet (zones in name order; they are reused only when there are more subnets than zones), with
+    the first free /20 of the VPC's CIDR (172.31.0.0/16; then /24, /28); each missing security group is created
+    in the default VPC with name ``ecs-emulator-<id>``. Ids that already exist are kept as they are (so setup is
+    idempotent), repeated ids count once, a wrong prefix -> 400. moto itself makes the objects under the
+    wanted id, so DescribeSubnets / DescribeSecurityGroups list them and RunTask accepts them in
+    awsvpcConfiguration (ENI attachment with ``subnetId`` = the first subnet). ``POST /moto-api/reset`` deletes
+    them: call setup again.
     -> 200 ``{"cluster_arn": "...", "task_definition_arn": "...:<revision>",
-              "subnets": ["subnet-...", ...], "security_group": "sg-..."}``
-    ``subnets`` are the default VPC's subnets in that region (sorted by availability zone), ``security_group``
-    the default VPC's default security group.
+              "subnets": ["subnet-...", ...], "security_group": "sg-...", "security_groups": ["sg-...", ...]}``
+    ``subnets`` are the requested ``subnet_ids`` in the given order, then the default VPC's other subnets in
+    that region (sorted by availability zone, then id). ``security_groups`` are the requested
+    ``security_group_ids`` in the given order, then the default VPC's default security group;
+    ``security_group`` is its first element (the default security group when none were requested).
 
 ``POST /_test/stop-task``
     body::
@@ -85,9 +98,17 @@ never counted in ``/_test/calls`` and never subject to auth or faults.
     Unknown container names -> 400; unknown task -> 404.
     -> 200 the task object exactly as DescribeTasks serializes it (without tags).
 
+``POST /_test/forget-task``
+    body ``{"region": "us-east-1", "cluster": "default", "task": "<task ARN or task id>"}`` ("task" required).
+    Removes the task from moto's memory altogether, as if ECS had expired it: DescribeTasks, ListTasks and
+    ``GET /_test/tasks`` no longer return it (moto's DescribeTasks then gives empty ``tasks`` and empty
+    ``failures``, not real ECS's MISSING failure). Its ENI stays in EC2. Unknown task -> 404.
+    -> 200 ``{"removed": true, "task_arn": "<task ARN>"}``
+
 ``POST /_test/fault``
     body ``{"operation": "DescribeTasks", "count": 1, "status": 400, "type": "ThrottlingException",
-    "message": "Rate exceeded", "delay_ms": 0}`` (only "operation" required; defaults shown).
+    "message": "Rate exceeded", "delay_ms": 0, "body": null, "close": false}`` (only "operation" required;
+    defaults shown).
     The next ``count`` requests whose X-Amz-Target ends with ``.<operation>`` (``"*"``: every ECS request) are
     answered by the middleware, after sleeping delay_ms, without reaching moto: HTTP ``status``, headers
     ``X-Amzn-Errortype: <type>``, ``Content-Type: application/x-amz-json-1.1``, ``x-amzn-RequestId``, body
@@ -95,8 +116,20 @@ never counted in ``/_test/calls`` and never subject to auth or faults.
     500 ServerException, 503 ServiceUnavailableException, other 5xx ServerException, other 4xx
     ClientException; default message "Rate exceeded" for ThrottlingException, otherwise "Injected fault".
     Several faults may be queued; the oldest matching one with calls left is used.
+
+    ``"body": {...}`` (a JSON object; anything else -> 400): the response body is exactly that JSON instead,
+    with status ``status`` (default 200 when body is given), ``Content-Type: application/x-amz-json-1.1``,
+    ``x-amzn-RequestId``, and ``X-Amzn-Errortype`` only if ``type`` is given (no default type, message
+    unused). E.g. ``{"operation": "RunTask", "body": {"tasks": [], "failures": [{"arn": "arn:...",
+    "reason": "RESOURCE:MEMORY"}]}}`` makes RunTask answer 200 with that failure.
+
+    ``"close": true``: after delay_ms the connection is closed with a TCP reset (SO_LINGER 0) without any
+    response bytes (the client sees "connection reset by peer"); status/type/message/body are ignored. It
+    wins over ``body``. (Only if the middleware ever runs under another WSGI server than this script's does
+    it fall back to HTTP 502 with a text/html body.)
     -> 200 ``{"queued": <number of queued faults>}``
-``GET /_test/fault`` -> the queue, ``[{"operation", "remaining", "status", "type", "message", "delay_ms"}]``.
+``GET /_test/fault`` -> the queue, ``[{"operation", "remaining", "status", "type", "message", "delay_ms",
+    "body", "close"}]`` (``type`` and ``message`` may be null for body faults).
 ``POST /_test/fault/clear`` -> ``{"cleared": <n>}``.
 
 ``GET /_test/calls``
@@ -129,13 +162,17 @@ InvalidClientTokenId, AccessDenied), not JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import io
 import itertools
 import json
 import logging
 import os
 import signal
+import socket
 import stat
+import struct
 import sys
 import threading
 import time
@@ -232,6 +269,7 @@ class Emulator:
             ("GET", "/_test/health"): self.health,
             ("POST", "/_test/setup"): self.setup,
             ("POST", "/_test/stop-task"): self.stop_task,
+            ("POST", "/_test/forget-task"): self.forget_task,
             ("POST", "/_test/fault"): self.add_fault,
             ("GET", "/_test/fault"): self.list_faults,
             ("POST", "/_test/fault/clear"): self.clear_faults,
@@ -265,7 +303,7 @@ class Emulator:
 
         fault = self.take_fault(operation, is_ecs)
         if fault is not None:
-            return self.fault_response(fault, start_response)
+            return self.fault_response(fault, environ, start_response)
 
         if is_ecs and operation == "RunTask" and isinstance(body, dict) and body.get("clientToken"):
             return self.run_task_recording_token(environ, start_response, str(body["clientToken"]))
@@ -306,20 +344,30 @@ class Emulator:
         return None
 
     @staticmethod
-    def fault_response(fault: dict, start_response):
+    def fault_response(fault: dict, environ, start_response):
         if fault["delay_ms"] > 0:
             time.sleep(fault["delay_ms"] / 1000.0)
-        body = json.dumps({"__type": fault["type"], "message": fault["message"]}).encode("utf-8")
+        if fault.get("close"):
+            if environ.get(RESET_SUPPORTED_KEY):
+                # ResetHandler turns this into a TCP reset: no status line, no bytes at all.
+                raise ResetConnection()
+            # Not served by our request handler (should not happen): the documented fallback.
+            body = b"<html><body><h1>502 Bad Gateway</h1><p>Injected connection close</p></body></html>"
+            start_response(
+                "502 Bad Gateway",
+                [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
         status = fault["status"]
-        start_response(
-            f"{status} {http_reason(status)}",
-            [
-                ("Content-Type", "application/x-amz-json-1.1"),
-                ("X-Amzn-Errortype", fault["type"]),
-                ("x-amzn-RequestId", str(uuid.uuid4())),
-                ("Content-Length", str(len(body))),
-            ],
-        )
+        if fault.get("body") is not None:
+            body = json.dumps(fault["body"]).encode("utf-8")
+        else:
+            body = json.dumps({"__type": fault["type"], "message": fault["message"]}).encode("utf-8")
+        headers = [("Content-Type", "application/x-amz-json-1.1")]
+        if fault["type"] is not None:
+            headers.append(("X-Amzn-Errortype", fault["type"]))
+        headers += [("x-amzn-RequestId", str(uuid.uuid4())), ("Content-Length", str(len(body)))]
+        start_response(f"{status} {http_reason(status)}", headers)
         return [body]
 
     # ---- control dispatch ----------------------------------------------------------------------------------
@@ -396,20 +444,28 @@ class Emulator:
         if task_definition is None:
             task_definition = ecs.register_task_definition(family, definitions, **td_kwargs)
 
+        subnet_ids = string_list(body, "subnet_ids", "subnet-")
+        security_group_ids = string_list(body, "security_group_ids", "sg-")
+
         ec2 = ec2_backend(region)
         vpc = ec2.get_default_vpc()
         if vpc is None:
             raise ControlError(500, f"moto has no default VPC in {region}")
+        ensure_subnets(ec2, vpc, subnet_ids)
+        ensure_security_groups(ec2, vpc, security_group_ids)
         subnets = sorted(
             ec2.describe_subnets(filters={"vpc-id": [vpc.id]}),
             key=lambda s: (s.availability_zone, s.id),
         )
         sg = ec2.get_default_security_group(vpc.id)
+        default_sg = [sg.id] if sg is not None else []
+        security_groups = security_group_ids + [g for g in default_sg if g not in security_group_ids]
         return {
             "cluster_arn": cluster.arn,
             "task_definition_arn": task_definition.arn,
-            "subnets": [s.id for s in subnets],
-            "security_group": sg.id if sg is not None else None,
+            "subnets": subnet_ids + [s.id for s in subnets if s.id not in subnet_ids],
+            "security_group": security_groups[0] if security_groups else None,
+            "security_groups": security_groups,
         }
 
     def stop_task(self, body, query):
@@ -485,15 +541,43 @@ class Emulator:
 
         return serialize_task(task)
 
+    def forget_task(self, body, query):
+        region = body.get("region") or "us-east-1"
+        cluster_name = cluster_name_of(body.get("cluster") or "default")
+        task_ref = body.get("task")
+        if not task_ref:
+            raise ControlError(400, "task is required")
+        ecs = ecs_backend(region)
+        tasks = ecs.tasks.get(cluster_name, {})
+        task = find_task(ecs, cluster_name, str(task_ref))
+        if task is None:
+            raise ControlError(404, f"task {task_ref} not found in cluster {cluster_name} ({region})")
+        # Swap in a new dict instead of popping: a DescribeTasks/ListTasks iterating the old one in another
+        # thread (the driver polling) must not fail with "dictionary changed size during iteration".
+        ecs.tasks[cluster_name] = {k: t for k, t in list(tasks.items()) if t is not task}
+        with self.lock:
+            self.client_tokens.pop(task.task_arn, None)
+        return {"removed": True, "task_arn": task.task_arn}
+
     def add_fault(self, body, query):
         operation = body.get("operation")
         if not operation or not isinstance(operation, str):
             raise ControlError(400, "operation is required")
-        status = int(body.get("status") or 400)
-        ftype = body.get("type") or default_type_for_status(status)
-        message = body.get("message")
-        if message is None:
-            message = "Rate exceeded" if ftype == "ThrottlingException" else "Injected fault"
+        response_body = body.get("body")
+        if response_body is not None and not isinstance(response_body, dict):
+            raise ControlError(400, "body must be a JSON object")
+        close = body.get("close", False)
+        if not isinstance(close, bool):
+            raise ControlError(400, "close must be true or false")
+        status = int(body.get("status") or (200 if response_body is not None else 400))
+        if response_body is not None:
+            ftype = body.get("type") or None
+            message = body.get("message")
+        else:
+            ftype = body.get("type") or default_type_for_status(status)
+            message = body.get("message")
+            if message is None:
+                message = "Rate exceeded" if ftype == "ThrottlingException" else "Injected fault"
         count = int(body.get("count", 1))
         if count < 1:
             raise ControlError(400, "count must be at least 1")
@@ -504,6 +588,8 @@ class Emulator:
             "type": ftype,
             "message": message,
             "delay_ms": int(body.get("delay_ms") or 0),
+            "body": response_body,
+            "close": close,
         }
         with self.lock:
             self.faults.append(fault)
@@ -584,6 +670,97 @@ class Emulator:
         return result
 
 
+# moto makes subnet and security group ids with these module-level generators; ensure_* swaps them for a moment
+# so that moto itself creates the object under the wanted id (ARNs, ACL associations and rules stay consistent).
+_ID_PATCH_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def moto_id(module_name: str, function_name: str, wanted: str):
+    """While active, the calling thread's next call of ``module.function()`` returns ``wanted``."""
+    module = importlib.import_module(module_name)
+    me = threading.get_ident()
+    with _ID_PATCH_LOCK:
+        original = getattr(module, function_name)
+        handed_out = []
+
+        def generate(*args, **kwargs):
+            if threading.get_ident() == me and not handed_out:
+                handed_out.append(wanted)
+                return wanted
+            return original(*args, **kwargs)
+
+        setattr(module, function_name, generate)
+        try:
+            yield
+        finally:
+            setattr(module, function_name, original)
+
+
+def string_list(body: dict, key: str, prefix: str) -> list[str]:
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.startswith(prefix) for v in value):
+        raise ControlError(400, f"{key} must be a list of strings starting with {prefix!r}")
+    return list(dict.fromkeys(value))  # drop repeats, keep order
+
+
+def ensure_subnets(ec2, vpc, subnet_ids: list[str]) -> None:
+    """Create the subnets that do not exist yet in the VPC, one AZ each where possible, free CIDR blocks."""
+    import ipaddress
+
+    from moto.ec2.exceptions import InvalidSubnetIdError
+
+    existing = {}
+    for subnet_id in subnet_ids:
+        try:
+            existing[subnet_id] = ec2.get_subnet(subnet_id)
+        except InvalidSubnetIdError:
+            pass
+    zones = sorted(z.name for z in ec2.describe_availability_zones())
+    if not zones:
+        raise ControlError(500, "moto knows no availability zone in this region")
+    used_zones = {s.availability_zone for s in existing.values()}
+    vpc_block = ipaddress.ip_network(vpc.cidr_block)
+    for index, subnet_id in enumerate(subnet_ids):
+        if subnet_id in existing:
+            continue
+        free_zones = [z for z in zones if z not in used_zones]
+        zone = free_zones[0] if free_zones else zones[index % len(zones)]
+        taken = [s.cidr for s in ec2.describe_subnets(filters={"vpc-id": [vpc.id]})]
+        cidr = next(
+            (
+                block
+                for prefix in sorted({max(vpc_block.prefixlen, 20), max(vpc_block.prefixlen, 24), 28})
+                for block in vpc_block.subnets(new_prefix=prefix)
+                if not any(block.overlaps(t) for t in taken)
+            ),
+            None,
+        )
+        if cidr is None:
+            raise ControlError(500, f"no free CIDR block left in {vpc.id} ({vpc.cidr_block})")
+        with moto_id("moto.ec2.models.subnets", "random_subnet_id", subnet_id):
+            subnet = ec2.create_subnet(vpc_id=vpc.id, cidr_block=str(cidr), availability_zone=zone)
+        if subnet.id != subnet_id:  # moto changed how it makes ids
+            ec2.delete_subnet(subnet.id)
+            raise ControlError(500, f"could not create subnet {subnet_id}: moto made {subnet.id}")
+        used_zones.add(zone)
+
+
+def ensure_security_groups(ec2, vpc, group_ids: list[str]) -> None:
+    for group_id in group_ids:
+        if ec2.get_security_group_from_id(group_id) is not None:
+            continue
+        with moto_id("moto.ec2.models.security_groups", "random_security_group_id", group_id):
+            group = ec2.create_security_group(
+                name=f"ecs-emulator-{group_id}", description="ecs_emulator test group", vpc_id=vpc.id
+            )
+        if group.id != group_id:
+            ec2.delete_security_group(group_id=group.id)
+            raise ControlError(500, f"could not create security group {group_id}: moto made {group.id}")
+
+
 def find_task(ecs, cluster_name: str, task_ref: str):
     tasks = ecs.tasks.get(cluster_name, {})
     task_id = task_ref.split("/")[-1]
@@ -636,6 +813,45 @@ def http_reason(status: int) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # Start-up
 # --------------------------------------------------------------------------------------------------------------
+
+
+RESET_SUPPORTED_KEY = "ecs_emulator.reset_supported"
+
+
+class ResetConnection(ConnectionResetError):
+    """Raised by the middleware to have ResetHandler drop the connection with a TCP reset."""
+
+
+def make_reset_handler():
+    from werkzeug.serving import WSGIRequestHandler
+
+    class ResetHandler(WSGIRequestHandler):
+        """werkzeug's handler, plus: a ResetConnection from the app closes the socket with RST, writing nothing."""
+
+        reset = False
+
+        def make_environ(self):
+            environ = super().make_environ()
+            environ[RESET_SUPPORTED_KEY] = True
+            return environ
+
+        def connection_dropped(self, error, environ=None):
+            if isinstance(error, ResetConnection):
+                self.reset = True
+                self.close_connection = True  # do not wait for another request on this connection
+                try:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass
+            super().connection_dropped(error, environ)
+
+        def finish(self):
+            super().finish()
+            if self.reset:
+                # close() with SO_LINGER 0 sends RST; the server's later shutdown()/close() are then no-ops.
+                self.connection.close()
+
+    return ResetHandler
 
 
 def watch_stdin() -> None:
@@ -744,7 +960,7 @@ def main(argv: list[str] | None = None) -> None:
     ActionAuthenticatorMixin.request_count = 0
 
     emulator = Emulator(moto_app, auth=args.auth)
-    server = make_server("127.0.0.1", args.port, emulator, threaded=True)
+    server = make_server("127.0.0.1", args.port, emulator, threaded=True, request_handler=make_reset_handler())
     emulator.port = server.socket.getsockname()[1]
     log.info("listening on 127.0.0.1:%d after %.2f s", emulator.port, time.monotonic() - started)
 

@@ -1,0 +1,215 @@
+//! Fingerprint health as an operator sees it, and SigV4 signing checked by the emulator.
+
+mod support;
+
+use nomad_driver_ecs::proto::driver::fingerprint_response::HealthState;
+use nomad_driver_ecs::proto::driver::FingerprintResponse;
+use support::cty;
+use support::emulator::{Emulator, REGION};
+use support::host::{Launch, Plugin};
+
+fn attr_str(fp: &FingerprintResponse, key: &str) -> Option<String> {
+    fp.attributes.get(key).map(|a| a.string_val().to_string())
+}
+
+#[test]
+fn healthy_with_attributes_when_the_cluster_is_active() {
+    let emu = Emulator::start();
+    emu.setup("fp-active");
+    let p = Plugin::launch(&Launch::test_credentials());
+    p.set_config(
+        cty::plugin_config(Some(true), Some("fp-active"), Some(REGION), Some(&emu.endpoint()), None),
+        true,
+    )
+    .unwrap();
+    let fp = p.first_fingerprint();
+    assert_eq!(
+        fp.health.enum_value(),
+        Ok(HealthState::HEALTHY),
+        "{}",
+        fp.health_description
+    );
+    assert!(fp.attributes["driver.ecs"].bool_val());
+    assert_eq!(attr_str(&fp, "driver.ecs.cluster").as_deref(), Some("fp-active"));
+    assert_eq!(attr_str(&fp, "driver.ecs.region").as_deref(), Some(REGION));
+    assert_eq!(
+        attr_str(&fp, "driver.ecs.version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert!(emu.call_count("DescribeClusters") >= 1);
+    p.assert_hclog_stderr();
+}
+
+#[test]
+fn disabled_is_undetected() {
+    let p = Plugin::launch(&Launch::test_credentials());
+    p.set_config(
+        cty::plugin_config(Some(false), Some("x"), Some(REGION), Some("http://127.0.0.1:9"), None),
+        true,
+    )
+    .unwrap();
+    let fp = p.first_fingerprint();
+    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNDETECTED));
+    assert!(
+        fp.health_description.contains("enabled = true"),
+        "{}",
+        fp.health_description
+    );
+}
+
+#[test]
+fn missing_or_inactive_cluster_is_unhealthy_and_says_so() {
+    let emu = Emulator::start();
+    emu.setup("fp-exists");
+    let p = Plugin::launch(&Launch::test_credentials());
+    p.set_config(
+        cty::plugin_config(
+            Some(true),
+            Some("fp-missing"),
+            Some(REGION),
+            Some(&emu.endpoint()),
+            None,
+        ),
+        true,
+    )
+    .unwrap();
+    let fp = p.first_fingerprint();
+    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert!(
+        fp.health_description.contains("fp-missing") && fp.health_description.contains("not found"),
+        "{}",
+        fp.health_description
+    );
+}
+
+#[test]
+fn no_region_and_unreachable_endpoint_are_unhealthy_with_advice() {
+    let p = Plugin::launch(&Launch::test_credentials());
+    p.set_config(
+        cty::plugin_config(Some(true), Some("c"), None, Some("http://127.0.0.1:9"), None),
+        true,
+    )
+    .unwrap();
+    let fp = p.first_fingerprint();
+    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert!(fp.health_description.contains("region"), "{}", fp.health_description);
+
+    let p = Plugin::launch(&Launch::test_credentials());
+    // Port 9 (discard) on loopback: nothing listens there.
+    p.set_config(
+        cty::plugin_config(Some(true), Some("c"), Some(REGION), Some("http://127.0.0.1:9"), None),
+        true,
+    )
+    .unwrap();
+    let fp = p.first_fingerprint();
+    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert!(
+        fp.health_description.contains("127.0.0.1:9"),
+        "{}",
+        fp.health_description
+    );
+}
+
+#[test]
+fn missing_credentials_are_unhealthy() {
+    let emu = Emulator::start();
+    emu.setup("fp-nocreds");
+    let p = Plugin::launch(&Launch::default());
+    p.set_config(
+        cty::plugin_config(
+            Some(true),
+            Some("fp-nocreds"),
+            Some(REGION),
+            Some(&emu.endpoint()),
+            None,
+        ),
+        true,
+    )
+    .unwrap();
+    let fp = p.first_fingerprint();
+    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert!(
+        fp.health_description.contains("AWS_ACCESS_KEY_ID"),
+        "{}",
+        fp.health_description
+    );
+}
+
+#[test]
+fn signatures_are_checked_for_real_and_secrets_never_leak() {
+    let emu = Emulator::start_auth();
+    emu.setup("fp-auth");
+    let (key, secret) = emu.auth_user();
+
+    // The right key: healthy (moto recomputed our SigV4 signature).
+    let good = Plugin::launch(
+        &Launch::default()
+            .with_env("AWS_ACCESS_KEY_ID", &key)
+            .with_env("AWS_SECRET_ACCESS_KEY", &secret),
+    );
+    good.set_config(
+        cty::plugin_config(Some(true), Some("fp-auth"), Some(REGION), Some(&emu.endpoint()), None),
+        true,
+    )
+    .unwrap();
+    let fp = good.first_fingerprint();
+    assert_eq!(
+        fp.health.enum_value(),
+        Ok(HealthState::HEALTHY),
+        "{}",
+        fp.health_description
+    );
+
+    // The right key id with a wrong secret: unhealthy, naming the signature problem.
+    let wrong_secret = format!("{}WRONG", &secret[..secret.len() - 5]);
+    let bad = Plugin::launch(
+        &Launch::default()
+            .with_env("AWS_ACCESS_KEY_ID", &key)
+            .with_env("AWS_SECRET_ACCESS_KEY", &wrong_secret),
+    );
+    bad.set_config(
+        cty::plugin_config(Some(true), Some("fp-auth"), Some(REGION), Some(&emu.endpoint()), None),
+        true,
+    )
+    .unwrap();
+    let fp = bad.first_fingerprint();
+    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert!(fp.health_description.contains("Signature"), "{}", fp.health_description);
+    let all_output = format!(
+        "{}\n{:?}\n{}",
+        fp.health_description,
+        fp.attributes,
+        bad.stderr_lines().join("\n")
+    );
+    for s in [&wrong_secret, &secret, &"session-token-must-not-leak".to_string()] {
+        assert!(!all_output.contains(s.as_str()), "a secret reached the output");
+    }
+    bad.assert_hclog_stderr();
+    let lines = bad.kill();
+    assert!(!lines.join("\n").contains(&wrong_secret));
+
+    // A session token is a secret too: whatever AWS answers, it never shows.
+    let token = "session-token-must-not-leak";
+    let with_token = Plugin::launch(
+        &Launch::default()
+            .with_env("AWS_ACCESS_KEY_ID", &key)
+            .with_env("AWS_SECRET_ACCESS_KEY", &wrong_secret)
+            .with_env("AWS_SESSION_TOKEN", token),
+    );
+    with_token
+        .set_config(
+            cty::plugin_config(Some(true), Some("fp-auth"), Some(REGION), Some(&emu.endpoint()), None),
+            true,
+        )
+        .unwrap();
+    let fp = with_token.first_fingerprint();
+    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    let out = format!("{}\n{}", fp.health_description, with_token.kill().join("\n"));
+    if std::env::var_os("SHOW").is_some() {
+        eprintln!("{out}");
+    }
+    assert!(
+        !out.contains(token) && !out.contains(&wrong_secret),
+        "a secret reached the output"
+    );
+}

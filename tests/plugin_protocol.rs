@@ -1,0 +1,188 @@
+//! The go-plugin side, as a Nomad agent drives it: handshake, socket, go-plugin services,
+//! shutdown, reattach, signals, and the hclog JSON stderr.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use grpcio::CallOption;
+use nomad_driver_ecs::plugin::services as gp;
+use nomad_driver_ecs::proto::driver::driver_capabilities::FSIsolation;
+use nomad_driver_ecs::proto::goplugin;
+use nomad_driver_ecs::proto::health::{health_check_response::ServingStatus, HealthCheckRequest};
+use support::cty;
+use support::host::{self, Launch, Plugin};
+
+#[test]
+fn without_the_cookie_it_explains_and_exits_1_with_nothing_on_stdout() {
+    let out = Command::new(host::binary())
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "stdout must stay empty: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plugin") && err.contains("plugin_dir"), "{err}");
+    let wrong = Command::new(host::binary())
+        .env_clear()
+        .env(host::COOKIE_KEY, "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(wrong.stdout.is_empty());
+}
+
+#[test]
+fn handshake_line_socket_and_shutdown() {
+    let p = Plugin::launch(&Launch::default());
+    assert_eq!(p.handshake, format!("1|2|unix|{}|grpc|\n", p.socket.display()));
+    let dir = p.socket.parent().unwrap().to_path_buf();
+    let dir_mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700, "socket dir mode");
+    let sock_mode = std::fs::metadata(&p.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(sock_mode, 0o600, "socket mode");
+
+    let info = p.plugin_info();
+    assert_eq!(info.name, "ecs");
+    assert_eq!(info.plugin_api_versions, vec!["0.1.0".to_string()]);
+    assert_eq!(info.plugin_version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(info.type_.value(), 2, "type DRIVER");
+
+    let stderr = p.stderr.clone();
+    let took = p.shutdown().expect("plugin exited within 2 s of Shutdown");
+    assert!(took < Duration::from_secs(2));
+    assert!(!dir.exists(), "socket directory removed on exit");
+    host::assert_hclog_lines(&stderr.lock().unwrap());
+}
+
+#[test]
+fn go_plugin_services_health_stdio_broker() {
+    let p = Plugin::launch(&Launch::default());
+    let mut req = HealthCheckRequest::new();
+    req.service = "plugin".into();
+    let r = p.client.unary_call(&gp::HEALTH_CHECK, &req, Plugin::opt()).unwrap();
+    assert_eq!(r.status.enum_value(), Ok(ServingStatus::SERVING));
+
+    // Stdio: the stream stays open (nothing arrives) until we cancel it.
+    let mut stdio = p
+        .client
+        .server_streaming(
+            &gp::STDIO_STREAM,
+            &protobuf::well_known_types::empty::Empty::new(),
+            CallOption::default(),
+        )
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let first = futures_executor::block_on(stdio.next());
+        let _ = tx.send(format!("{first:?}"));
+    });
+    if let Ok(got) = rx.recv_timeout(Duration::from_millis(500)) {
+        panic!("stdio stream must stay open, got {got}");
+    }
+
+    // Broker: accepted and kept open; ends cleanly when we finish our side.
+    let (mut sink, mut receiver) = p
+        .client
+        .duplex_streaming(&gp::BROKER_START_STREAM, CallOption::default())
+        .unwrap();
+    futures_executor::block_on(async {
+        use futures_util::SinkExt;
+        sink.send((goplugin::ConnInfo::new(), grpcio::WriteFlags::default()))
+            .await
+            .unwrap();
+        sink.close().await.unwrap();
+        assert!(
+            receiver.next().await.is_none(),
+            "broker stream ends after the host closes"
+        );
+    });
+
+    // Still serving afterwards.
+    assert_eq!(p.plugin_info().name, "ecs");
+    p.assert_hclog_stderr();
+}
+
+#[test]
+fn ignores_sigint_and_survives_a_dropped_connection() {
+    let mut p = Plugin::launch(&Launch::default());
+    let st = Command::new("kill")
+        .arg("-INT")
+        .arg(p.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The plugin is still there and answering after the signal was delivered.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(p.child.try_wait().unwrap().is_none(), "plugin exited on SIGINT");
+    assert_eq!(p.plugin_info().name, "ecs");
+    // Agent crash: the connection goes away; the next agent reattaches to the socket.
+    p.reconnect();
+    assert_eq!(p.plugin_info().name, "ecs");
+    assert!(p.child.try_wait().unwrap().is_none());
+}
+
+#[test]
+fn schemas_capabilities_and_config_as_nomad_sends_it() {
+    // Process A: fingerprint the binary.
+    let a = Plugin::launch(&Launch::default());
+    let schema = a.config_schema();
+    assert!(schema.spec.is_some());
+    assert!(a.shutdown().is_some());
+
+    // Process B: validate the agent's plugin config (no nomad_config).
+    let b = Plugin::launch(&Launch::default());
+    b.set_config(
+        cty::plugin_config(
+            Some(true),
+            Some("nomad-remote-driver-cluster"),
+            Some("us-east-1"),
+            None,
+            None,
+        ),
+        false,
+    )
+    .expect("seed plugin stanza accepted");
+    assert!(b.shutdown().is_some());
+
+    // Process C: the long-lived instance.
+    let c = Plugin::launch(&Launch::default());
+    c.set_config(
+        cty::plugin_config(
+            Some(true),
+            Some("nomad-remote-driver-cluster"),
+            Some("us-east-1"),
+            None,
+            None,
+        ),
+        true,
+    )
+    .expect("SetConfig with nomad_config");
+    let caps = c.capabilities();
+    assert!(!caps.send_signals);
+    assert!(!caps.exec);
+    assert_eq!(caps.fs_isolation.enum_value(), Ok(FSIsolation::IMAGE));
+    assert!(caps.remote_tasks, "remote_tasks (field 7) for Nomad 1.1-1.9");
+    assert!(c.task_config_schema().spec.is_some());
+
+    // A config Nomad would send for a typo'd value: rejected with the field named.
+    let err = c
+        .set_config(
+            cty::plugin_config(Some(true), Some("c"), Some("us-east-1"), Some("localhost:4566"), None),
+            true,
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), grpcio::RpcStatusCode::INVALID_ARGUMENT);
+    assert!(err.message().contains("endpoint"), "{}", err.message());
+    let err = c.set_config(vec![0xc1], true).unwrap_err();
+    assert_eq!(err.code(), grpcio::RpcStatusCode::INVALID_ARGUMENT);
+    c.assert_hclog_stderr();
+}

@@ -1,0 +1,178 @@
+//! Starts the ECS emulator (moto in-process behind our control middleware,
+//! `tests/support/ecs_emulator.py`) on a free loopback port, one per test, and wraps its
+//! control endpoints.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub const REGION: &str = "us-east-1";
+
+pub struct Emulator {
+    child: Child,
+    /// Kept open: the emulator exits when its stdin closes (our process died).
+    _stdin: ChildStdin,
+    pub port: u16,
+    agent: ureq::Agent,
+}
+
+/// The Python interpreter that has moto (CI points this at its venv).
+pub fn python() -> String {
+    std::env::var("ECS_EMULATOR_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        Self::start_with(false)
+    }
+
+    pub fn start_auth() -> Emulator {
+        Self::start_with(true)
+    }
+
+    fn start_with(auth: bool) -> Emulator {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/ecs_emulator.py");
+        let mut cmd = Command::new(python());
+        cmd.arg(script).arg("--port").arg("0");
+        if auth {
+            cmd.arg("--auth");
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("ECS_EMULATOR_VERBOSE").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start the ECS emulator with {}: {e} (set ECS_EMULATOR_PYTHON to a Python with moto)",
+                    python()
+                )
+            });
+        let stdin = child.stdin.take().expect("stdin");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read READY");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "emulator did not start (printed {line:?}); is moto installed for {}?",
+                    python()
+                )
+            });
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+        Emulator {
+            child,
+            _stdin: stdin,
+            port,
+            agent,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint())
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Value {
+        let req = self.agent.post(&self.url(path)).set("Content-Type", "application/json");
+        match req.send_string(&body.to_string()) {
+            Ok(r) => serde_json::from_str(&r.into_string().expect("body")).expect("json"),
+            Err(ureq::Error::Status(code, r)) => {
+                panic!("{path} failed with {code}: {}", r.into_string().unwrap_or_default())
+            }
+            Err(e) => panic!("{path} failed: {e}"),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        match self.agent.get(&self.url(path)).call() {
+            Ok(r) => serde_json::from_str(&r.into_string().expect("body")).expect("json"),
+            Err(ureq::Error::Status(404, _)) => Value::Null,
+            Err(e) => panic!("{path} failed: {e}"),
+        }
+    }
+
+    /// Creates the cluster and the task definition; returns the setup answer (subnets, ...).
+    pub fn setup(&self, cluster: &str) -> Value {
+        self.post("/_test/setup", json!({"region": REGION, "cluster": cluster}))
+    }
+
+    pub fn setup_with(&self, body: Value) -> Value {
+        self.post("/_test/setup", body)
+    }
+
+    /// Makes the task stop as if its essential container exited with `code`.
+    pub fn exit_task(&self, cluster: &str, task_arn: &str, code: Option<i64>, reason: &str) -> Value {
+        self.post(
+            "/_test/stop-task",
+            json!({"region": REGION, "cluster": cluster, "task": task_arn, "exit_code": code,
+                   "stop_code": "EssentialContainerExited", "stopped_reason": reason}),
+        )
+    }
+
+    pub fn stop_task_raw(&self, body: Value) -> Value {
+        self.post("/_test/stop-task", body)
+    }
+
+    pub fn fault(&self, body: Value) {
+        self.post("/_test/fault", body);
+    }
+
+    pub fn calls(&self) -> Value {
+        self.get("/_test/calls")
+    }
+
+    pub fn call_count(&self, op: &str) -> u64 {
+        self.calls().get(op).and_then(Value::as_u64).unwrap_or(0)
+    }
+
+    pub fn requests(&self, op: &str) -> Vec<Value> {
+        self.get(&format!("/_test/requests?operation={op}"))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn tasks(&self, cluster: &str) -> Vec<Value> {
+        self.get(&format!("/_test/tasks?region={REGION}&cluster={cluster}"))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn task_status(&self, cluster: &str, arn: &str) -> Option<String> {
+        self.tasks(cluster)
+            .into_iter()
+            .find(|t| t["arn"] == arn)
+            .and_then(|t| t["last_status"].as_str().map(str::to_string))
+    }
+
+    /// (access key id, secret) of an IAM user allowed everything (auth mode).
+    pub fn auth_user(&self) -> (String, String) {
+        let v = self.post("/_test/auth-user", json!({}));
+        (
+            v["access_key_id"].as_str().expect("key").to_string(),
+            v["secret_access_key"].as_str().expect("secret").to_string(),
+        )
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

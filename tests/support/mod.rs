@@ -1,0 +1,102 @@
+//! Test support shared by the integration tests: the Nomad-side plugin host, Nomad's
+//! cty-msgpack encoding, and the ECS emulator launcher.
+#![allow(dead_code)]
+
+pub mod cty;
+pub mod emulator;
+pub mod host;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use cty::TaskStanza;
+use emulator::{Emulator, REGION};
+use host::{Launch, Plugin};
+
+/// Poll interval the tests configure (the default is 5 s).
+pub const TEST_POLL: &str = "200ms";
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// An emulator with a cluster, and a configured plugin pointed at it.
+pub struct World {
+    pub emu: Emulator,
+    pub plugin: Plugin,
+    pub cluster: String,
+    pub setup: Value,
+}
+
+impl World {
+    pub fn new(cluster: &str) -> World {
+        let emu = Emulator::start();
+        let setup = emu.setup(cluster);
+        let plugin = Plugin::launch(&Launch::test_credentials());
+        plugin
+            .set_config(
+                cty::plugin_config(
+                    Some(true),
+                    Some(cluster),
+                    Some(REGION),
+                    Some(&emu.endpoint()),
+                    Some(TEST_POLL),
+                ),
+                true,
+            )
+            .expect("SetConfig");
+        World {
+            emu,
+            plugin,
+            cluster: cluster.to_string(),
+            setup,
+        }
+    }
+
+    pub fn subnets(&self) -> Vec<String> {
+        self.setup["subnets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn security_group(&self) -> String {
+        self.setup["security_group"].as_str().unwrap().to_string()
+    }
+
+    /// A valid FARGATE task stanza with the emulator's subnets.
+    pub fn stanza(&self) -> Vec<u8> {
+        TaskStanza {
+            launch_type: Some("FARGATE"),
+            task_definition: Some("my-task-definition"),
+            assign_public_ip: Some("ENABLED"),
+            security_groups: Some(vec![self.security_group()]),
+            subnets: Some(self.subnets()),
+            network: true,
+        }
+        .encode()
+    }
+
+    /// Starts a task through the plugin; returns (task config, handle, ARN).
+    pub fn start(
+        &self,
+        alloc: &str,
+        task: &str,
+    ) -> (
+        nomad_driver_ecs::proto::driver::TaskConfig,
+        nomad_driver_ecs::proto::driver::TaskHandle,
+        String,
+    ) {
+        let cfg = host::task_config(alloc, task, "a1b2c3d4", self.stanza());
+        let resp = self.plugin.start_task(&cfg).expect("StartTask");
+        let handle = resp.handle.into_option().expect("handle");
+        let arn = self
+            .emu
+            .tasks(&self.cluster)
+            .into_iter()
+            .find(|t| t["started_by"].as_str().is_some_and(|s| s.contains(alloc)))
+            .and_then(|t| t["arn"].as_str().map(str::to_string))
+            .expect("ECS task exists");
+        (cfg, handle, arn)
+    }
+}
