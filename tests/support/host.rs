@@ -36,6 +36,8 @@ pub struct Plugin {
     pub socket: PathBuf,
     pub handshake: String,
     pub stderr: Arc<Mutex<Vec<String>>>,
+    /// Anything written to stdout after the handshake line (must stay empty).
+    pub extra_stdout: Arc<Mutex<String>>,
     env: Arc<Environment>,
     pub client: Client,
     /// Held so the plugin's stdout never sees EPIPE while we live (go-plugin keeps draining).
@@ -96,6 +98,8 @@ impl Plugin {
             }
         });
         let (tx, rx) = mpsc::channel();
+        let extra_stdout = Arc::new(Mutex::new(String::new()));
+        let extra = Arc::clone(&extra_stdout);
         let reader = std::thread::spawn(move || {
             let mut r = BufReader::new(stdout);
             let mut first = String::new();
@@ -104,7 +108,8 @@ impl Plugin {
             // Keep draining like go-plugin does; anything here is a protocol violation we record.
             let mut rest = String::new();
             while r.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {
-                panic!("plugin wrote to stdout after the handshake: {rest:?}");
+                extra.lock().unwrap().push_str(&rest);
+                rest.clear();
             }
         });
         let line = rx
@@ -124,6 +129,7 @@ impl Plugin {
             socket,
             handshake: line,
             stderr: lines,
+            extra_stdout,
             env,
             client,
             _stdout: Some(reader),
@@ -350,6 +356,11 @@ impl Plugin {
     /// Asserts every stderr line so far is hclog JSON with string values and a valid level.
     pub fn assert_hclog_stderr(&self) {
         assert_hclog_lines(&self.stderr_lines());
+        let extra = self.extra_stdout.lock().unwrap().clone();
+        assert!(
+            extra.is_empty(),
+            "plugin wrote to stdout after the handshake: {extra:?}"
+        );
     }
 }
 
