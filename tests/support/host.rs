@@ -26,8 +26,15 @@ pub const COOKIE: &str = "e4327c2e01eabfd75a8a67adb114fb34a757d57eee7728d857a8ce
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The plugin binary: `NOMAD_DRIVER_ECS_BIN` if set, else the one Cargo built for the tests.
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_nomad-driver-ecs"))
+    if let Some(p) = std::env::var_os("NOMAD_DRIVER_ECS_BIN") {
+        return PathBuf::from(p);
+    }
+    match option_env!("CARGO_BIN_EXE_nomad-driver-ecs") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/nomad-driver-ecs")),
+    }
 }
 
 /// A running plugin process and a gRPC client connected to it.
