@@ -367,3 +367,21 @@ fn stop_that_times_out_is_an_error_and_tracking_continues() {
         .expect("retried StopTask");
     assert!(w.plugin.wait_task(&cfg.id, WAIT).unwrap().result.is_some());
 }
+
+#[test]
+fn every_ecs_status_change_is_a_task_event() {
+    let w = World::new("lc-status");
+    let events = w.plugin.task_events();
+    let (cfg, _h, arn) = w.start("12121212-aaaa-4000-8000-000000000012", "web");
+    wait_event(&events, "Started ECS task", WAIT);
+    // One read says the task went back to PENDING (as a real task does while it provisions);
+    // the next reads come from the emulator again (RUNNING).
+    w.emu.fault(json!({"operation": "DescribeTasks", "count": 1, "status": 200,
+        "body": {"tasks": [{"taskArn": arn, "lastStatus": "PENDING", "desiredStatus": "RUNNING", "containers": []}], "failures": []}}));
+    let pending = wait_event(&events, "ECS task is PENDING", WAIT);
+    assert_eq!(pending.task_id, cfg.id);
+    assert_eq!(pending.annotations["last_status"], "PENDING");
+    let running = wait_event(&events, "ECS task is RUNNING", WAIT);
+    assert_eq!(running.annotations["desired_status"], "RUNNING");
+    w.plugin.stop_task(&cfg.id, Duration::from_secs(5), "").unwrap();
+}

@@ -186,3 +186,60 @@ fn schemas_capabilities_and_config_as_nomad_sends_it() {
     assert_eq!(err.code(), grpcio::RpcStatusCode::INVALID_ARGUMENT);
     c.assert_hclog_stderr();
 }
+
+#[test]
+fn unsupported_rpcs_say_so() {
+    use nomad_driver_ecs::nomad::methods as m;
+    use nomad_driver_ecs::proto::driver as pb;
+    let p = Plugin::launch(&Launch::default());
+    let expect_unimplemented = |r: Result<(), grpcio::Error>, what: &str| match r {
+        Err(grpcio::Error::RpcFailure(s)) => {
+            assert_eq!(s.code(), grpcio::RpcStatusCode::UNIMPLEMENTED, "{what}");
+            assert!(
+                s.message().contains("not supported by the ecs driver"),
+                "{what}: {}",
+                s.message()
+            );
+        }
+        other => panic!("{what}: expected UNIMPLEMENTED, got {other:?}"),
+    };
+    expect_unimplemented(
+        p.client
+            .unary_call(&m::SIGNAL_TASK, &pb::SignalTaskRequest::new(), Plugin::opt())
+            .map(|_| ()),
+        "SignalTask",
+    );
+    expect_unimplemented(
+        p.client
+            .unary_call(&m::EXEC_TASK, &pb::ExecTaskRequest::new(), Plugin::opt())
+            .map(|_| ()),
+        "ExecTask",
+    );
+    expect_unimplemented(
+        p.client
+            .unary_call(&m::CREATE_NETWORK, &pb::CreateNetworkRequest::new(), Plugin::opt())
+            .map(|_| ()),
+        "CreateNetwork",
+    );
+    expect_unimplemented(
+        p.client
+            .unary_call(&m::DESTROY_NETWORK, &pb::DestroyNetworkRequest::new(), Plugin::opt())
+            .map(|_| ()),
+        "DestroyNetwork",
+    );
+    let (_sink, mut rx) = p
+        .client
+        .duplex_streaming(&m::EXEC_TASK_STREAMING, CallOption::default())
+        .unwrap();
+    let first = futures_executor::block_on(rx.next());
+    match first {
+        Some(Err(grpcio::Error::RpcFailure(s))) => assert_eq!(s.code(), grpcio::RpcStatusCode::UNIMPLEMENTED),
+        other => panic!("ExecTaskStreaming: expected UNIMPLEMENTED, got {other:?}"),
+    }
+    // WaitTask/StopTask/InspectTask of an unknown task: NOT_FOUND, and still serving.
+    let e = p.inspect_task("nope/none/0").unwrap_err();
+    assert_eq!(e.code(), grpcio::RpcStatusCode::NOT_FOUND);
+    let e = p.wait_task("nope/none/0", Duration::from_secs(5)).unwrap_err();
+    assert_eq!(e.code(), grpcio::RpcStatusCode::NOT_FOUND);
+    assert_eq!(p.plugin_info().name, "ecs");
+}
