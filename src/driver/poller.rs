@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::aws::ecs::EcsClient;
 use crate::aws::ErrorKind;
@@ -92,13 +92,19 @@ impl Poller {
 
 fn run(weak: std::sync::Weak<Poller>) {
     let mut slow_down: u32 = 0;
+    let mut last_poll = Instant::now();
     loop {
         let Some(p) = weak.upgrade() else { return };
         let snapshot: Vec<(String, Watch)> = {
             let Ok(mut g) = p.inner.lock() else { return };
-            let wait = backoff_interval(g.interval, slow_down);
-            if !g.poke {
-                g = match p.cond.wait_timeout_while(g, wait, |g| !g.poke) {
+            // Recompute the deadline after every wake-up: the interval may have changed.
+            loop {
+                let due = last_poll + backoff_interval(g.interval, slow_down);
+                let now = Instant::now();
+                if g.poke || now >= due {
+                    break;
+                }
+                g = match p.cond.wait_timeout(g, due - now) {
                     Ok((g, _)) => g,
                     Err(_) => return,
                 };
@@ -107,6 +113,7 @@ fn run(weak: std::sync::Weak<Poller>) {
             g.watched.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         };
         drop(p);
+        last_poll = Instant::now();
         if snapshot.is_empty() {
             continue;
         }
