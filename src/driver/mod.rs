@@ -37,6 +37,8 @@ const MIN_STOP_DEADLINE: Duration = Duration::from_secs(5);
 const DESTROY_STOP_DEADLINE: Duration = Duration::from_secs(15);
 /// While a StopTask waits, the poller is asked for a fresh read this often.
 const STOP_WAIT_POLL: Duration = Duration::from_secs(1);
+/// How long a fingerprint retries transient errors before it reports what it saw.
+const FINGERPRINT_RETRY: Duration = Duration::from_secs(3);
 /// ECS limits.
 const MAX_STARTED_BY: usize = 128;
 const MAX_STOP_REASON: usize = 255;
