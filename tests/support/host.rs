@@ -74,12 +74,12 @@ impl Launch {
 impl Plugin {
     /// Starts the binary as go-plugin does and waits for its handshake line.
     pub fn launch(opts: &Launch) -> Plugin {
-        let home = std::env::temp_dir().join(format!("ecs-test-home-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&home);
+        // No shared credential files: only what the test puts in the environment counts.
+        let home = "/nonexistent/ecs-test-home";
         let mut cmd = Command::new(binary());
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &home)
+            .env("HOME", home)
             .env(COOKIE_KEY, COOKIE)
             .env("PLUGIN_MIN_PORT", "10000")
             .env("PLUGIN_MAX_PORT", "25000")
