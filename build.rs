@@ -1,5 +1,5 @@
 //! Generates the protobuf message types from `proto/` with protobuf-codegen's pure-Rust parser
-//! (no protoc). gRPC service registration is written by hand in `src/nomad/services.rs` and
+//! (no protoc). gRPC service registration is written by hand in `src/nomad/methods.rs` and
 //! `src/plugin/services.rs`; see vendor-notes.md for why.
 
 fn main() {
