@@ -1,0 +1,40 @@
+# A Nomad client that runs the job's task as an ECS task through the plugin.
+# Start it with:  nomad agent -config=client.hcl
+# A second client on the same machine (for the drain and lost-node steps) layers
+# client-2.hcl on top of this file:  nomad agent -config=client.hcl -config=client-2.hcl
+#
+# The Nomad agent passes its environment to the plugin: start it where AWS credentials are set
+# (see ../README.md, "Credentials").
+
+name       = "demo-client-1"
+datacenter = "dc1"
+data_dir   = "/tmp/nomad-ecs-demo/client-1"
+log_level  = "INFO"
+
+# Where `nomad-driver-ecs` (target/release/nomad-driver-ecs) is copied.
+plugin_dir = "/tmp/nomad-ecs-demo/plugins"
+
+# Not the server's ports: both agents run on one machine.
+ports {
+  http = 5646
+  rpc  = 5647
+  serf = 5648
+}
+
+client {
+  enabled = true
+  servers = ["127.0.0.1:4647"]
+
+  # Stopping a Fargate task takes ECS tens of seconds; the job's kill_timeout asks for 90 s and
+  # the client caps every task's kill_timeout at this value (default 30 s).
+  max_kill_timeout = "3m"
+}
+
+# The block is matched to the binary by its file name, nomad-driver-ecs.
+plugin "nomad-driver-ecs" {
+  config {
+    enabled = true
+    cluster = "nomad-remote-driver-cluster"
+    region  = "us-east-1"
+  }
+}
