@@ -241,7 +241,7 @@ impl Driver {
             Ok(c) => c,
             Err(e) => return unhealthy(format!("cannot set up the ECS client: {e}"), attributes),
         };
-        let result = with_retries(RetryPolicy::within(Duration::from_secs(10)), || {
+        let result = with_retries(RetryPolicy::within(FINGERPRINT_RETRY), || {
             client.describe_clusters(&[cfg.cluster.as_str()])
         });
         match result {
