@@ -213,3 +213,42 @@ fn signatures_are_checked_for_real_and_secrets_never_leak() {
         "a secret reached the output"
     );
 }
+
+#[test]
+fn credentials_from_a_profile_and_region_from_the_environment() {
+    let emu = Emulator::start_auth();
+    emu.setup("fp-profile");
+    let (key, secret) = emu.auth_user();
+    let dir = std::env::temp_dir().join(format!("ecs-fp-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let creds = dir.join("credentials");
+    std::fs::write(
+        &creds,
+        format!("[default]\naws_access_key_id = AKIDWRONGWRONG\naws_secret_access_key = wrong\n\n[nomad]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    let p = Plugin::launch(
+        &Launch::default()
+            .with_env("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap())
+            .with_env("AWS_CONFIG_FILE", dir.join("config").to_str().unwrap())
+            .with_env("AWS_PROFILE", "nomad")
+            .with_env("AWS_REGION", REGION),
+    );
+    // No region in the plugin block: AWS_REGION applies.
+    p.set_config(
+        cty::plugin_config(Some(true), Some("fp-profile"), None, Some(&emu.endpoint()), None),
+        true,
+    )
+    .unwrap();
+    let fp = p.first_fingerprint();
+    assert_eq!(
+        fp.health.enum_value(),
+        Ok(HealthState::HEALTHY),
+        "{}",
+        fp.health_description
+    );
+    assert_eq!(attr_str(&fp, "driver.ecs.region").as_deref(), Some(REGION));
+    let out = format!("{}\n{}", fp.health_description, p.kill().join("\n"));
+    assert!(!out.contains(&secret));
+    let _ = std::fs::remove_dir_all(&dir);
+}

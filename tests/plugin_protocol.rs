@@ -243,3 +243,28 @@ fn unsupported_rpcs_say_so() {
     assert_eq!(e.code(), grpcio::RpcStatusCode::NOT_FOUND);
     assert_eq!(p.plugin_info().name, "ecs");
 }
+
+#[test]
+fn broken_stdout_and_stderr_do_not_kill_the_plugin() {
+    let mut p = Plugin::launch(&Launch {
+        broken_pipes: true,
+        ..Launch::test_credentials()
+    });
+    // Every call logs; with both pipes gone those writes fail, and the plugin must shrug.
+    for _ in 0..20 {
+        p.set_config(
+            cty::plugin_config(Some(true), Some("c"), Some("us-east-1"), None, None),
+            true,
+        )
+        .unwrap();
+        let _ = p.set_config(vec![0xc1], true);
+        assert_eq!(p.plugin_info().name, "ecs");
+    }
+    let fp = p.first_fingerprint();
+    assert!(!fp.health_description.is_empty());
+    assert!(
+        p.child.try_wait().is_ok_and(|s| s.is_none()),
+        "plugin died on a broken pipe"
+    );
+    assert!(p.shutdown().is_some());
+}

@@ -55,6 +55,9 @@ pub struct Plugin {
 #[derive(Default, Clone)]
 pub struct Launch {
     pub env: Vec<(String, String)>,
+    /// Close our ends of the plugin's stdout and stderr right after the handshake (as after
+    /// an agent restart: the old pipes are gone and writes fail with EPIPE).
+    pub broken_pipes: bool,
 }
 
 impl Launch {
@@ -96,6 +99,24 @@ impl Plugin {
         let stderr = child.stderr.take().expect("stderr");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
+        if opts.broken_pipes {
+            let mut first = String::new();
+            BufReader::new(stdout).read_line(&mut first).expect("handshake line");
+            drop(stderr);
+            let socket = PathBuf::from(first.trim().split('|').nth(3).expect("socket field"));
+            let env = Arc::new(EnvBuilder::new().cq_count(1).build());
+            let client = connect(&env, &socket);
+            return Plugin {
+                child,
+                socket,
+                handshake: first,
+                stderr: lines,
+                extra_stdout: Arc::default(),
+                env,
+                client,
+                _stdout: None,
+            };
+        }
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if std::env::var_os("ECS_TEST_SHOW_PLUGIN_LOG").is_some() {
