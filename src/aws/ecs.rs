@@ -166,25 +166,10 @@ impl EcsClient {
         self.json.endpoint()
     }
 
-    /// The underlying JSON client, for operations without a typed wrapper.
-    pub fn json(&self) -> &JsonClient {
-        &self.json
-    }
-
     pub fn describe_clusters(&self, clusters: &[&str]) -> Result<DescribeClustersOutput, AwsError> {
         const OP: &str = "DescribeClusters";
         let v = self.json.call(OP, &json!({ "clusters": clusters }))?;
         parse_describe_clusters(&v).map_err(|e| decode_error(OP, e))
-    }
-
-    /// Creates a cluster (idempotent in ECS for the same name).
-    pub fn create_cluster(&self, name: &str) -> Result<Cluster, AwsError> {
-        const OP: &str = "CreateCluster";
-        let v = self.json.call(OP, &json!({ "clusterName": name }))?;
-        object(&v, "response")
-            .and_then(|o| o.get("cluster").ok_or_else(|| Missing("cluster".to_string())))
-            .and_then(|c| parse_cluster(c, "cluster"))
-            .map_err(|e| decode_error(OP, e))
     }
 
     pub fn run_task(&self, input: &RunTaskInput) -> Result<RunTaskOutput, AwsError> {
