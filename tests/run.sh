@@ -12,4 +12,4 @@ source "$root/demo/local/ensure-deps.sh"
 ensure_deps "$root"
 export ECS_EMULATOR_PYTHON
 
-exec cargo test --locked "$@"
+exec cargo test --locked --lib --bins --tests "$@"
