@@ -58,6 +58,8 @@ pub struct Launch {
     /// Close our ends of the plugin's stdout and stderr right after the handshake (as after
     /// an agent restart: the old pipes are gone and writes fail with EPIPE).
     pub broken_pipes: bool,
+    /// The plugin binary to run instead of [`binary()`] (e.g. the static release artifact).
+    pub binary: Option<PathBuf>,
 }
 
 impl Launch {
@@ -72,6 +74,11 @@ impl Launch {
             .with_env("AWS_ACCESS_KEY_ID", "AKIDTESTTESTTEST")
             .with_env("AWS_SECRET_ACCESS_KEY", "test-secret-not-real")
     }
+
+    pub fn with_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
 }
 
 impl Plugin {
@@ -79,7 +86,7 @@ impl Plugin {
     pub fn launch(opts: &Launch) -> Plugin {
         // No shared credential files: only what the test puts in the environment counts.
         let home = "/nonexistent/ecs-test-home";
-        let mut cmd = Command::new(binary());
+        let mut cmd = Command::new(opts.binary.clone().unwrap_or_else(binary));
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", home)
@@ -396,6 +403,11 @@ impl Drop for Plugin {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A killed plugin cannot remove its socket directory; do it for it.
+        let _ = std::fs::remove_file(&self.socket);
+        if let Some(dir) = self.socket.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

@@ -28,18 +28,24 @@ pub struct World {
 
 impl World {
     pub fn new(cluster: &str) -> World {
+        World::with_launch(cluster, Launch::test_credentials())
+    }
+
+    /// As [`World::new`], with the plugin started from `launch` (e.g. another binary).
+    pub fn with_launch(cluster: &str, launch: Launch) -> World {
         let emu = Emulator::start();
+        let endpoint = emu.endpoint();
+        World::with_launch_and_endpoint(emu, cluster, launch, &endpoint)
+    }
+
+    /// As [`World::with_launch`], on a started emulator, with the plugin's `endpoint` given
+    /// (e.g. `http://localhost:<port>`, so the plugin has to resolve a host name).
+    pub fn with_launch_and_endpoint(emu: Emulator, cluster: &str, launch: Launch, endpoint: &str) -> World {
         let setup = emu.setup(cluster);
-        let plugin = Plugin::launch(&Launch::test_credentials());
+        let plugin = Plugin::launch(&launch);
         plugin
             .set_config(
-                cty::plugin_config(
-                    Some(true),
-                    Some(cluster),
-                    Some(REGION),
-                    Some(&emu.endpoint()),
-                    Some(TEST_POLL),
-                ),
+                cty::plugin_config(Some(true), Some(cluster), Some(REGION), Some(endpoint), Some(TEST_POLL)),
                 true,
             )
             .expect("SetConfig");
