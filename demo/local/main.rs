@@ -1,4 +1,4 @@
-//! The local demo: a Nomad-like session against the ECS emulator, narrated on stdout.
+//! The local demo: the AWS walk-through of demo/README.md, told against the ECS emulator.
 //!
 //! No AWS account and no Nomad: moto plays ECS on 127.0.0.1 (tests/support/ecs_emulator.py) and
 //! this program plays the Nomad client, driving the real plugin binary over go-plugin gRPC
@@ -6,10 +6,18 @@
 //! `demo/local/run.sh`, which installs what is missing and sets the two environment variables:
 //! `NOMAD_DRIVER_ECS_BIN` (the plugin binary) and `ECS_EMULATOR_PYTHON` (a Python with moto).
 //!
-//! Three stories, each the way a Nomad client would drive the driver:
-//! 1. `nomad job run`, then `nomad job stop`: StartTask, InspectTask, StopTask, WaitTask, DestroyTask.
-//! 2. the container dies in ECS with exit code 137: WaitTask reports it, with ECS's stop code.
-//! 3. the plugin process crashes: Nomad relaunches it and re-attaches with RecoverTask.
+//! The story, step by step as a Nomad 1.1–1.9 client drives the driver for demo/nomad/demo-ecs.nomad:
+//! 1. terraform apply: the cluster, the subnets, task definition revisions 1 and 2;
+//! 2. the client starts and fingerprints the plugin;
+//! 3. nomad job run: StartTask (revision 1), then the plugin watches the ECS task;
+//! 4. the client restarts: the plugin is SIGKILLed, relaunched, and re-attaches with RecoverTask;
+//! 5. nomad node drain: StopTask with signal DETACH, then the replacement allocation adopts the
+//!    same ECS task with RecoverTask (Nomad 1.10+ no longer does this);
+//! 6. the task definition is updated: the old ECS task is stopped, a new one of revision 2 starts;
+//! 7. the container fails inside ECS with exit code 1: WaitTask reports it; Nomad reschedules;
+//! 8. nomad job stop: StopTask, WaitTask, DestroyTask.
+//!
+//! It exits non-zero if a step goes wrong or an ECS task is left RUNNING.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -29,9 +37,13 @@ use support::cty::{self, TaskStanza};
 use support::emulator::{Emulator, REGION};
 use support::host::{self, Launch, Plugin};
 
-/// The cluster and network ids of the seed configuration (the AWS demo's terraform makes real ones).
-const CLUSTER: &str = "nomad-remote-driver-cluster";
-const TASK_DEFINITION: &str = "my-task-definition:1";
+/// The names of demo/terraform and demo/nomad; the network ids stand in for the ones Terraform
+/// creates (the emulator makes subnets and a security group under exactly these ids).
+const CLUSTER: &str = "nomad-remote-driver-demo";
+const FAMILY: &str = "nomad-remote-driver-demo";
+const REVISION_1: &str = "nomad-remote-driver-demo:1";
+const REVISION_2: &str = "nomad-remote-driver-demo:2";
+const IMAGE: &str = "public.ecr.aws/nginx/nginx:stable";
 const SUBNETS: [&str; 2] = ["subnet-0cd4b2ec21331a144", "subnet-0da9019dcab8ae2f1"];
 const SECURITY_GROUP: &str = "sg-05f444f6c0dda876d";
 const POLL_INTERVAL: &str = "500ms";
@@ -168,11 +180,12 @@ fn await_event(events: &Receiver<Event>, task_id: &str, needle: &str) -> Result<
 // ---------------------------------------------------------------------------------------------
 // Nomad's side of a task
 
-/// The seed job's `config { task { ... } }` stanza, encoded as Nomad sends it.
-fn seed_stanza() -> Vec<u8> {
+/// The job's `config { task { ... } }` stanza (demo/nomad/demo-ecs.nomad with the ids filled
+/// in), encoded as Nomad sends it.
+fn job_stanza(task_definition: &str) -> Vec<u8> {
     TaskStanza {
         launch_type: Some("FARGATE"),
-        task_definition: Some(TASK_DEFINITION),
+        task_definition: Some(task_definition),
         assign_public_ip: Some("ENABLED"),
         security_groups: Some(vec![SECURITY_GROUP.into()]),
         subnets: Some(SUBNETS.iter().map(|s| s.to_string()).collect()),
@@ -182,8 +195,9 @@ fn seed_stanza() -> Vec<u8> {
 }
 
 /// A TaskConfig as the Nomad client's task runner builds it for a new allocation.
-fn task_config(alloc_id: &str) -> pb::TaskConfig {
-    let mut cfg = host::task_config(alloc_id, TASK, "7d3c2b1a", seed_stanza());
+fn task_config(alloc_id: &str, task_definition: &str) -> pb::TaskConfig {
+    let suffix = &alloc_id[alloc_id.len() - 8..];
+    let mut cfg = host::task_config(alloc_id, TASK, suffix, job_stanza(task_definition));
     cfg.job_name = JOB.into();
     cfg.job_id = JOB.into();
     cfg.task_group_name = GROUP.into();
@@ -221,9 +235,9 @@ fn launch_plugin(emu: &Emulator, label: &str) -> Result<Plugin> {
     Ok(plugin)
 }
 
-fn start_task(plugin: &Plugin, cfg: &pb::TaskConfig) -> Result<(TaskHandle, String)> {
+fn start_task(plugin: &Plugin, cfg: &pb::TaskConfig, task_definition: &str) -> Result<(TaskHandle, String)> {
     say(&format!(
-        "nomad: StartTask {}  (task_definition = {TASK_DEFINITION:?}, launch_type = \"FARGATE\", subnets = {SUBNETS:?}, security_groups = [{SECURITY_GROUP:?}])",
+        "nomad: StartTask {}  (task_definition = {task_definition:?}, launch_type = \"FARGATE\", subnets = {SUBNETS:?}, security_groups = [{SECURITY_GROUP:?}])",
         cfg.id
     ));
     let resp = rpc("StartTask", plugin.start_task(cfg))?;
@@ -271,21 +285,46 @@ fn ecs_status(emu: &Emulator, arn: &str) -> Result<Value> {
         .ok_or_else(|| format!("the emulator does not know task {arn}"))
 }
 
+/// `family:revision` of the task definition an ECS task runs.
+fn revision(t: &Value) -> String {
+    t["task_definition_arn"]
+        .as_str()
+        .and_then(|a| a.rsplit_once('/'))
+        .map_or("?".into(), |(_, r)| r.to_string())
+}
+
+/// One ECS task in plain words, as `aws ecs describe-tasks` would tell it.
+fn plain(t: &Value) -> String {
+    let arn = t["arn"].as_str().unwrap_or("?");
+    let id = short_arn(arn).rsplit('/').next().unwrap_or(arn);
+    let rev = revision(t);
+    match t["last_status"].as_str().unwrap_or("?") {
+        "RUNNING" => format!(
+            "ECS task {id} ({rev}) is RUNNING, started by {}",
+            t["started_by"].as_str().unwrap_or("?")
+        ),
+        "STOPPED" => format!(
+            "ECS task {id} ({rev}) has STOPPED: {}",
+            t["stopped_reason"].as_str().unwrap_or("no reason given")
+        ),
+        other => format!(
+            "ECS task {id} ({rev}) is {other} (desired {})",
+            t["desired_status"].as_str().unwrap_or("?")
+        ),
+    }
+}
+
 fn show_ecs(emu: &Emulator, arn: &str) -> Result<String> {
     let t = ecs_status(emu, arn)?;
-    let status = t["last_status"].as_str().unwrap_or("?").to_string();
-    let reason = t["stopped_reason"].as_str().unwrap_or_default();
-    say(&format!(
-        "aws ecs describe-tasks: {}  lastStatus={status} desiredStatus={}{}",
-        short_arn(arn),
-        t["desired_status"].as_str().unwrap_or("?"),
-        if reason.is_empty() {
-            String::new()
-        } else {
-            format!("  stoppedReason={reason:?}")
-        }
-    ));
-    Ok(status)
+    say(&format!("ecs: {}", plain(&t)));
+    Ok(t["last_status"].as_str().unwrap_or("?").to_string())
+}
+
+fn expect_ecs(emu: &Emulator, arn: &str, want: &str) -> Result<()> {
+    let status = show_ecs(emu, arn)?;
+    check(status == want, || {
+        format!("ECS task {arn} is {status}, expected {want}")
+    })
 }
 
 fn wait_result(
@@ -325,7 +364,49 @@ fn persisted(handle: &TaskHandle) -> TaskHandle {
     h
 }
 
+/// What the Nomad 1.1–1.9 client hands the replacement allocation on a drain: the old task's
+/// handle (its driver_state) under the new allocation's task id.
+fn handed_over(old: &TaskHandle, new_cfg: &pb::TaskConfig) -> TaskHandle {
+    let mut h = persisted(old);
+    let mut cfg = new_cfg.clone();
+    cfg.msgpack_driver_config.clear();
+    h.config = Some(cfg).into();
+    h
+}
+
+fn stop_and_destroy(
+    plugin: &Plugin,
+    events: &Receiver<Event>,
+    cfg: &pb::TaskConfig,
+    waiting: Receiver<std::result::Result<pb::WaitTaskResponse, RpcStatus>>,
+) -> Result<()> {
+    say(&format!("nomad: StopTask {} (kill_timeout 5s)", cfg.id));
+    rpc("StopTask", plugin.stop_task(&cfg.id, Duration::from_secs(5), ""))?;
+    await_event(events, &cfg.id, "ECS task stopped")?;
+    let r = wait_result(&cfg.id, waiting)?;
+    check(r.result.exit_code == 0, || {
+        format!("a task Nomad stopped should exit 0, got {}", r.result.exit_code)
+    })?;
+    say(&format!("nomad: DestroyTask {} (force)", cfg.id));
+    rpc("DestroyTask", plugin.destroy_task(&cfg.id, true))
+}
+
 // ---------------------------------------------------------------------------------------------
+
+fn register(emu: &Emulator, revision_text: &str) -> Value {
+    emu.setup_with(json!({
+        "region": REGION,
+        "cluster": CLUSTER,
+        "task_definition_family": FAMILY,
+        "containers": [{
+            "name": TASK, "essential": true, "image": IMAGE,
+            "entryPoint": ["/bin/sh", "-c"],
+            "command": [format!("echo 'Hello from an ECS task started by Nomad ({revision_text})' > /usr/share/nginx/html/index.html && exec nginx -g 'daemon off;'")],
+        }],
+        "subnet_ids": SUBNETS,
+        "security_group_ids": [SECURITY_GROUP],
+    }))
+}
 
 fn run() -> Result<()> {
     elapsed();
@@ -336,44 +417,46 @@ fn run() -> Result<()> {
             bin.display()
         )
     })?;
-    println!("nomad-driver-ecs local demo: the plugin runs Nomad tasks as ECS tasks; here moto plays ECS on");
-    println!("127.0.0.1 and this program plays the Nomad client. No AWS account, nothing leaves this machine.");
+    println!("nomad-driver-ecs local demo: the plugin runs Nomad tasks as ECS tasks. Here moto plays ECS on 127.0.0.1");
+    println!("and this program plays a Nomad 1.1–1.9 client running demo/nomad/demo-ecs.nomad; the steps are those of");
+    println!("demo/README.md. No AWS account, nothing leaves this machine.");
 
-    heading("AWS side (what terraform does in demo/aws)");
+    // ---- 1 ------------------------------------------------------------------------------------
+    heading("1. terraform apply (demo/terraform): cluster, network, task definition");
     say("starting the ECS emulator (moto) ...");
     let emu = Emulator::start();
     say(&format!("emulator listening on {}", emu.endpoint()));
-    let setup = emu.setup_with(json!({
-        "region": REGION,
-        "cluster": CLUSTER,
-        "containers": [{"name": TASK, "essential": true, "image": "public.ecr.aws/nginx/nginx:stable"}],
-        "subnet_ids": SUBNETS,
-        "security_group_ids": [SECURITY_GROUP],
-    }));
+    let first = register(&emu, "revision 1");
     say(&format!(
         "cluster         {}",
-        setup["cluster_arn"].as_str().unwrap_or("?")
+        first["cluster_arn"].as_str().unwrap_or("?")
     ));
     say(&format!(
-        "task definition {}  (FARGATE, awsvpc, 256 CPU / 512 MiB)",
-        setup["task_definition_arn"].as_str().unwrap_or("?")
+        "task definition {}  (files/base-demo.json: FARGATE, awsvpc, 256 CPU / 512 MiB)",
+        first["task_definition_arn"].as_str().unwrap_or("?")
+    ));
+    let second = register(&emu, "revision 2, updated");
+    say(&format!(
+        "task definition {}  (files/updated-demo.json, registered now for step 6)",
+        second["task_definition_arn"].as_str().unwrap_or("?")
     ));
     say(&format!(
         "network         subnets {SUBNETS:?}, security group {SECURITY_GROUP}"
     ));
-    check(
-        setup["task_definition_arn"]
-            .as_str()
-            .is_some_and(|a| a.ends_with(TASK_DEFINITION)),
-        || {
-            format!(
-                "the emulator registered {} instead of {TASK_DEFINITION}",
-                setup["task_definition_arn"]
-            )
-        },
-    )?;
+    for (got, want) in [(&first, REVISION_1), (&second, REVISION_2)] {
+        check(
+            got["task_definition_arn"].as_str().is_some_and(|a| a.ends_with(want)),
+            || {
+                format!(
+                    "the emulator registered {} instead of {want}",
+                    got["task_definition_arn"]
+                )
+            },
+        )?;
+    }
 
-    heading("Nomad client starts and loads the plugin");
+    // ---- 2 ------------------------------------------------------------------------------------
+    heading("2. nomad agent -config=client-1.hcl: the client loads the plugin; nomad node status");
     let plugin = launch_plugin(&emu, "first")?;
     let info = plugin.plugin_info();
     say(&format!(
@@ -404,71 +487,36 @@ fn run() -> Result<()> {
     check(health == pb::fingerprint_response::HealthState::HEALTHY, || {
         format!("the driver is not healthy: {}", fp.health_description)
     })?;
-
     let (tx, events) = mpsc::channel();
     say("nomad: subscribing to TaskEvents (they print as they arrive, marked \"event\")");
     follow_events(&plugin, "first", tx.clone());
 
-    // ---- Story 1 --------------------------------------------------------------------------
-    heading("Story 1: nomad job run demo.nomad, then nomad job stop");
-    let cfg = task_config("5b0a5b9e-1111-4000-8000-000000000001");
-    let (_handle, arn) = start_task(&plugin, &cfg)?;
-    await_event(&events, &cfg.id, "Started ECS task")?;
+    // ---- 3 ------------------------------------------------------------------------------------
+    heading("3. nomad job run demo-ecs.nomad, and watch it (nomad alloc status)");
+    let cfg_a = task_config("5b0a5b9e-1111-4000-8000-00000000000a", REVISION_1);
+    let (handle_a, arn_1) = start_task(&plugin, &cfg_a, REVISION_1)?;
+    await_event(&events, &cfg_a.id, "Started ECS task")?;
     say("nomad: WaitTask (kept open while the task runs, as the task runner does)");
-    let waiting = plugin.wait_task_async(&cfg.id, WAIT);
-    inspect(&plugin, &cfg.id)?;
-    let status = show_ecs(&emu, &arn)?;
-    check(status == "RUNNING", || {
-        format!("ECS task is {status}, expected RUNNING")
+    let waiting = plugin.wait_task_async(&cfg_a.id, WAIT);
+    // The plugin's status poller reads the task with DescribeTasks once per poll_interval.
+    let polls = emu.call_count("DescribeTasks");
+    let watch_start = Instant::now();
+    while emu.call_count("DescribeTasks") == polls && watch_start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waited = watch_start.elapsed();
+    check(emu.call_count("DescribeTasks") > polls, || {
+        "the plugin did not read the task's status from ECS within 10 s".into()
     })?;
-    say("$ nomad job stop ecs-demo");
-    say(&format!("nomad: StopTask {} (kill_timeout 5s)", cfg.id));
-    rpc("StopTask", plugin.stop_task(&cfg.id, Duration::from_secs(5), ""))?;
-    await_event(&events, &cfg.id, "ECS task stopped")?;
-    let r = wait_result("story 1", waiting)?;
-    check(r.result.exit_code == 0, || {
-        format!("a stopped task should exit 0, got {}", r.result.exit_code)
-    })?;
-    say(&format!("nomad: DestroyTask {} (force)", cfg.id));
-    rpc("DestroyTask", plugin.destroy_task(&cfg.id, true))?;
-    let status = show_ecs(&emu, &arn)?;
-    check(status == "STOPPED", || {
-        format!("ECS task is {status}, expected STOPPED")
-    })?;
+    say(&format!(
+        "plugin: watching: it read the task's status with DescribeTasks {} ms later (poll_interval {POLL_INTERVAL})",
+        waited.as_millis()
+    ));
+    inspect(&plugin, &cfg_a.id)?;
+    expect_ecs(&emu, &arn_1, "RUNNING")?;
 
-    // ---- Story 2 --------------------------------------------------------------------------
-    heading("Story 2: the container dies inside ECS (exit code 137)");
-    let cfg = task_config("5b0a5b9e-2222-4000-8000-000000000002");
-    let (_handle, arn) = start_task(&plugin, &cfg)?;
-    await_event(&events, &cfg.id, "Started ECS task")?;
-    let waiting = plugin.wait_task_async(&cfg.id, WAIT);
-    say("ecs: the essential container is OOM-killed (the emulator edits the task as ECS would)");
-    emu.stop_task_raw(json!({
-        "region": REGION, "cluster": CLUSTER, "task": arn, "exit_code": 137,
-        "stop_code": "EssentialContainerExited",
-        "stopped_reason": "Essential container in task exited",
-        "container_reason": "OutOfMemoryError: Container killed due to memory usage",
-    }));
-    let ev = await_event(&events, &cfg.id, "ECS task stopped")?;
-    let r = wait_result("story 2", waiting)?;
-    check(r.result.exit_code == 137, || {
-        format!("WaitTask should report 137, got {}", r.result.exit_code)
-    })?;
-    check(
-        ev.annotations.get("stop_code").map(String::as_str) == Some("EssentialContainerExited"),
-        || format!("the stop event lacks ECS's stop code: {:?}", ev.annotations),
-    )?;
-    say("nomad: the task failed with 137 → the job's restart/reschedule policy decides what happens next");
-    say(&format!("nomad: DestroyTask {} (force)", cfg.id));
-    rpc("DestroyTask", plugin.destroy_task(&cfg.id, true))?;
-    show_ecs(&emu, &arn)?;
-
-    // ---- Story 3 --------------------------------------------------------------------------
-    heading("Story 3: the plugin process crashes while a task runs");
-    let cfg = task_config("5b0a5b9e-3333-4000-8000-000000000003");
-    let (handle, arn) = start_task(&plugin, &cfg)?;
-    await_event(&events, &cfg.id, "Started ECS task")?;
-    let waiting = plugin.wait_task_async(&cfg.id, WAIT);
+    // ---- 4 ------------------------------------------------------------------------------------
+    heading("4. the Nomad client restarts: the plugin process dies and is relaunched");
     let run_tasks = emu.call_count("RunTask");
     say(&format!(
         "kill -9 {}   (the plugin dies; the ECS task does not care)",
@@ -484,46 +532,126 @@ fn run() -> Result<()> {
         Err(_) => return Err("WaitTask did not notice the plugin's death".into()),
     }
     host::assert_hclog_lines(&old_stderr);
-    show_ecs(&emu, &arn)?;
-
+    expect_ecs(&emu, &arn_1, "RUNNING")?;
     let plugin = launch_plugin(&emu, "second")?;
     follow_events(&plugin, "second", tx);
     say(&format!(
         "nomad: RecoverTask {} from the saved handle (driver_state only; no job config)",
-        cfg.id
+        cfg_a.id
     ));
-    rpc("RecoverTask", plugin.recover_task(&persisted(&handle)))?;
-    await_event(&events, &cfg.id, "Re-attached")?;
-    inspect(&plugin, &cfg.id)?;
+    rpc("RecoverTask", plugin.recover_task(&persisted(&handle_a)))?;
+    await_event(&events, &cfg_a.id, "Re-attached")?;
+    inspect(&plugin, &cfg_a.id)?;
     check(emu.call_count("RunTask") == run_tasks, || {
         "recovery started a second ECS task".into()
     })?;
-    say("nomad: RunTask was not called again: the same ECS task is watched by the new plugin");
-    let waiting = plugin.wait_task_async(&cfg.id, WAIT);
-    say("$ nomad job stop ecs-demo");
-    say(&format!("nomad: StopTask {} (kill_timeout 5s)", cfg.id));
-    rpc("StopTask", plugin.stop_task(&cfg.id, Duration::from_secs(5), ""))?;
-    wait_result("story 3", waiting)?;
-    say(&format!("nomad: DestroyTask {} (force)", cfg.id));
-    rpc("DestroyTask", plugin.destroy_task(&cfg.id, true))?;
+    say("nomad: RunTask was not called again: the new plugin watches the same ECS task");
+    let waiting = plugin.wait_task_async(&cfg_a.id, WAIT);
 
-    // ---- The end --------------------------------------------------------------------------
-    heading("The end: aws ecs list-tasks --desired-status STOPPED, and the agent shuts down");
+    // ---- 5 ------------------------------------------------------------------------------------
+    heading("5. nomad node drain -enable (Nomad 1.1–1.9: the ECS task is handed over)");
+    say(&format!(
+        "nomad: StopTask {} signal=\"DETACH\" (the old allocation lets go)",
+        cfg_a.id
+    ));
+    rpc(
+        "StopTask",
+        plugin.stop_task(&cfg_a.id, Duration::from_secs(5), "DETACH"),
+    )?;
+    await_event(&events, &cfg_a.id, "Detached")?;
+    wait_result(&cfg_a.id, waiting)?;
+    say(&format!("nomad: DestroyTask {} (force)", cfg_a.id));
+    rpc("DestroyTask", plugin.destroy_task(&cfg_a.id, true))?;
+    expect_ecs(&emu, &arn_1, "RUNNING")?;
+    let cfg_b = task_config("5b0a5b9e-2222-4000-8000-00000000000b", REVISION_1);
+    say(&format!(
+        "nomad: the replacement allocation: RecoverTask {} with the old allocation's driver_state",
+        cfg_b.id
+    ));
+    rpc("RecoverTask", plugin.recover_task(&handed_over(&handle_a, &cfg_b)))?;
+    await_event(&events, &cfg_b.id, "Re-attached")?;
+    inspect(&plugin, &cfg_b.id)?;
+    check(emu.call_count("RunTask") == run_tasks, || {
+        "the hand-over started a new ECS task".into()
+    })?;
+    expect_ecs(&emu, &arn_1, "RUNNING")?;
+    say("nomad: same ECS task, no RunTask: the new allocation adopted it without an interruption");
+    say("note:  Nomad 1.10 and later do NOT do this: they stop the old allocation's task (StopTask, no");
+    say("       DETACH) and the replacement starts a new ECS task with StartTask (demo/README.md, step 7)");
+    let waiting = plugin.wait_task_async(&cfg_b.id, WAIT);
+
+    // ---- 6 ------------------------------------------------------------------------------------
+    heading("6. terraform apply -var 'ecs_task_definition_file=./files/updated-demo.json'; job → :2");
+    say(&format!(
+        "$ nomad job run demo-ecs.nomad   (task_definition = {REVISION_2:?}: the allocation is replaced)"
+    ));
+    stop_and_destroy(&plugin, &events, &cfg_b, waiting)?;
+    let cfg_c = task_config("5b0a5b9e-3333-4000-8000-00000000000c", REVISION_2);
+    let (_, arn_2) = start_task(&plugin, &cfg_c, REVISION_2)?;
+    await_event(&events, &cfg_c.id, "Started ECS task")?;
+    let waiting = plugin.wait_task_async(&cfg_c.id, WAIT);
+    let old = ecs_status(&emu, &arn_1)?;
+    let new = ecs_status(&emu, &arn_2)?;
+    say(&format!(
+        "old: {}  {}  {}",
+        short_arn(&arn_1),
+        revision(&old),
+        old["last_status"].as_str().unwrap_or("?")
+    ));
+    say(&format!(
+        "new: {}  {}  {}",
+        short_arn(&arn_2),
+        revision(&new),
+        new["last_status"].as_str().unwrap_or("?")
+    ));
+    check(revision(&old) == REVISION_1 && old["last_status"] == "STOPPED", || {
+        format!("the old ECS task should be {REVISION_1} and STOPPED: {old}")
+    })?;
+    check(revision(&new) == REVISION_2 && new["last_status"] == "RUNNING", || {
+        format!("the new ECS task should be {REVISION_2} and RUNNING: {new}")
+    })?;
+
+    // ---- 7 ------------------------------------------------------------------------------------
+    heading("7. the container fails inside ECS (exit code 1)");
+    say("ecs: the essential container exits with 1 (the emulator edits the task as ECS would)");
+    emu.stop_task_raw(json!({
+        "region": REGION, "cluster": CLUSTER, "task": arn_2, "exit_code": 1,
+        "stop_code": "EssentialContainerExited",
+        "stopped_reason": "Essential container in task exited",
+    }));
+    let ev = await_event(&events, &cfg_c.id, "ECS task stopped")?;
+    let r = wait_result(&cfg_c.id, waiting)?;
+    check(r.result.exit_code == 1, || {
+        format!("WaitTask should report 1, got {}", r.result.exit_code)
+    })?;
+    let stop_code = ev.annotations.get("stop_code").cloned().unwrap_or_default();
+    say(&format!(
+        "nomad: the event's stop code is {stop_code:?}; the task exited with code 1"
+    ));
+    check(stop_code == "EssentialContainerExited", || {
+        format!("the stop event lacks ECS's stop code: {:?}", ev.annotations)
+    })?;
+    say(&format!("nomad: DestroyTask {} (force)", cfg_c.id));
+    rpc("DestroyTask", plugin.destroy_task(&cfg_c.id, true))?;
+    expect_ecs(&emu, &arn_2, "STOPPED")?;
+    say("nomad: restart { attempts = 0, mode = \"fail\" } → the allocation failed; reschedule → a new one");
+    let cfg_d = task_config("5b0a5b9e-4444-4000-8000-00000000000d", REVISION_2);
+    let (_, arn_3) = start_task(&plugin, &cfg_d, REVISION_2)?;
+    await_event(&events, &cfg_d.id, "Started ECS task")?;
+    let waiting = plugin.wait_task_async(&cfg_d.id, WAIT);
+    expect_ecs(&emu, &arn_3, "RUNNING")?;
+
+    // ---- 8 ------------------------------------------------------------------------------------
+    heading("8. nomad job stop ecs-demo");
+    stop_and_destroy(&plugin, &events, &cfg_d, waiting)?;
+    expect_ecs(&emu, &arn_3, "STOPPED")?;
+
+    // ---- The end ------------------------------------------------------------------------------
+    heading("The end: aws ecs describe-tasks for every task of the cluster; the agent shuts down");
     let tasks = emu.tasks(CLUSTER);
     for t in &tasks {
-        say(&format!(
-            "{}  {}  {:?}",
-            short_arn(t["arn"].as_str().unwrap_or("?")),
-            t["last_status"].as_str().unwrap_or("?"),
-            t["stopped_reason"].as_str().unwrap_or_default()
-        ));
+        say(&format!("ecs: {}", plain(t)));
     }
-    check(tasks.len() == 3, || {
-        format!("expected 3 ECS tasks, found {}", tasks.len())
-    })?;
-    check(tasks.iter().all(|t| t["last_status"] == "STOPPED"), || {
-        "some ECS task is still running".into()
-    })?;
     say(&format!(
         "ECS calls made by the plugins: {}",
         emu.calls()
@@ -531,11 +659,21 @@ fn run() -> Result<()> {
             .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
             .unwrap_or_default()
     ));
+    let running: Vec<&str> = tasks
+        .iter()
+        .filter(|t| t["last_status"] != "STOPPED")
+        .filter_map(|t| t["arn"].as_str())
+        .collect();
+    check(running.is_empty(), || format!("ECS tasks left running: {running:?}"))?;
+    check(tasks.len() == 3, || {
+        format!("expected 3 ECS tasks (one per RunTask), found {}", tasks.len())
+    })?;
+    say("every ECS task is STOPPED; 3 RunTask calls for 4 allocations (the drain adopted a task)");
     plugin.assert_hclog_stderr();
-    let lines = plugin.stderr_lines().len();
     say(&format!(
-        "plugin stderr: {} + {lines} lines from the two processes, all hclog JSON; nothing on stdout after the handshake",
-        old_stderr.len()
+        "plugin stderr: {} + {} lines from the two processes, all hclog JSON; nothing on stdout after the handshake",
+        old_stderr.len(),
+        plugin.stderr_lines().len()
     ));
     say("nomad: agent shutdown → go-plugin Controller.Shutdown");
     match plugin.shutdown() {

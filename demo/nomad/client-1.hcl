@@ -1,10 +1,10 @@
-# A Nomad client that runs the job's task as an ECS task through the plugin.
-# Start it with:  nomad agent -config=client.hcl
-# A second client on the same machine (for the drain and lost-node steps) layers
-# client-2.hcl on top of this file:  nomad agent -config=client.hcl -config=client-2.hcl
+# The first Nomad client: runs the job's task as an ECS task through the plugin.
+# Start it with:  nomad agent -config=client-1.hcl
+# client-2.hcl is the second client on the same machine (for the drain and lost-node steps);
+# it differs only in its name, its state directory and its ports.
 #
 # The Nomad agent passes its environment to the plugin: start it where AWS credentials are set
-# (see ../README.md, "Credentials").
+# (see ../README.md, step 3).
 
 name       = "demo-client-1"
 datacenter = "dc1"
@@ -34,7 +34,7 @@ client {
 plugin "nomad-driver-ecs" {
   config {
     enabled = true
-    cluster = "nomad-remote-driver-cluster"
+    cluster = "nomad-remote-driver-demo"
     region  = "us-east-1"
   }
 }

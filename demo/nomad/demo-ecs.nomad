@@ -1,10 +1,13 @@
 # The demo job: one task, "http-server", run by the ecs driver as a Fargate task in the cluster
 # named in the client's plugin block.
 #
-# The four values in <angle brackets> are placeholders: replace them with the outputs of
-# `terraform output` in ../terraform (../README.md, step 4, does it with one sed command).
-# If one is left in, Nomad still accepts the job, but ECS rejects the RunTask and the
-# allocation fails with ECS's error message.
+# The three values in <angle brackets> are placeholders for the ids Terraform creates: replace
+# them with `terraform output subnet_ids` and `security_group_id` from ../terraform
+# (../README.md, step 5, does it with one sed command). If one is left in, Nomad still accepts
+# the job, but ECS rejects the RunTask and the allocation fails with ECS's error message.
+#
+# task_definition names revision 1 of the family Terraform registers from
+# ../terraform/files/base-demo.json; the update step bumps it to ":2".
 
 job "ecs-demo" {
   datacenters = ["dc1"]
@@ -35,9 +38,8 @@ job "ecs-demo" {
 
       config {
         task {
-          launch_type = "FARGATE"
-          # family:revision, e.g. "nomad-remote-driver-demo:1"
-          task_definition = "<task_definition>"
+          launch_type     = "FARGATE"
+          task_definition = "nomad-remote-driver-demo:1"
 
           network_configuration {
             aws_vpc_configuration {

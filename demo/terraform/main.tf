@@ -166,8 +166,11 @@ resource "aws_iam_role_policy_attachment" "task_execution" {
   policy_arn = "${local.arn_prefix}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 }
 
-# One container, "http-server": nginx answering every request with var.greeting. Changing the
-# greeting (or the image) makes Terraform register the next revision of the family.
+# The job's task definition. Its containers come from a JSON file (var.ecs_task_definition_file):
+# files/base-demo.json is revision 1; applying again with
+#   -var 'ecs_task_definition_file=./files/updated-demo.json'
+# registers revision 2 (the update step of ../README.md). The files are container definitions
+# JSON with two template variables, ${log_group} and ${region}, for the awslogs driver.
 resource "aws_ecs_task_definition" "demo" {
   family                   = var.task_family
   requires_compatibilities = ["FARGATE"]
@@ -181,42 +184,16 @@ resource "aws_ecs_task_definition" "demo" {
     cpu_architecture        = "X86_64"
   }
 
-  container_definitions = jsonencode([
-    {
-      name       = "http-server"
-      image      = var.container_image
-      essential  = true
-      entryPoint = ["/bin/sh", "-c"]
-      command = [
-        "printf '%s\\n' \"$GREETING\" > /usr/share/nginx/html/index.html && exec nginx -g 'daemon off;'",
-      ]
-      environment = [
-        {
-          name  = "GREETING"
-          value = var.greeting
-        },
-      ]
-      portMappings = [
-        {
-          containerPort = 80
-          protocol      = "tcp"
-        },
-      ]
-      logConfiguration = {
-        logDriver = "awslogs"
-        options = {
-          "awslogs-group"         = aws_cloudwatch_log_group.task.name
-          "awslogs-region"        = var.region
-          "awslogs-stream-prefix" = "http-server"
-        }
-      }
-    },
-  ])
+  container_definitions = templatefile(var.ecs_task_definition_file, {
+    log_group = aws_cloudwatch_log_group.task.name
+    region    = var.region
+  })
 }
 
 # ---------------------------------------------------------------------------------------------
-# What a Nomad client needs to run the plugin: exactly the five ECS calls it makes, plus
-# passing the task's role to ECS. Attach this policy to the identity the Nomad client agents
+# What a Nomad client needs to run the plugin: exactly the five ECS calls it makes
+# (RunTask, DescribeTasks, StopTask, DescribeClusters, DescribeTaskDefinition), plus passing the
+# task's role to ECS (iam:PassRole, only to ecs-tasks.amazonaws.com). Attach this policy to the identity the Nomad client agents
 # run as (an instance profile role on EC2, or the user whose keys are in their environment).
 
 data "aws_iam_policy_document" "nomad_client" {

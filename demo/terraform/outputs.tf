@@ -1,4 +1,4 @@
-# The values the Nomad job needs: paste them into ../jobs/demo.nomad (see ../README.md).
+# The values the Nomad job needs: put them into ../nomad/demo-ecs.nomad (see ../README.md, step 5).
 
 output "subnet_ids" {
   description = "The two public subnets: the job's aws_vpc_configuration.subnets."
@@ -16,7 +16,7 @@ output "task_definition" {
 }
 
 output "cluster_name" {
-  description = "The ECS cluster: the plugin block's cluster in ../nomad/client.hcl."
+  description = "The ECS cluster: the plugin block's cluster in ../nomad/client-1.hcl and client-2.hcl."
   value       = aws_ecs_cluster.demo.name
 }
 

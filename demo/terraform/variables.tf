@@ -1,5 +1,5 @@
-# Inputs of the AWS demo. The defaults match the Nomad files in ../nomad and ../jobs; if you
-# change region or cluster_name, change the plugin block in ../nomad/client.hcl to match.
+# Inputs of the AWS demo. The defaults match the Nomad files in ../nomad; if you change region
+# or cluster_name, change the plugin block in ../nomad/client-1.hcl and client-2.hcl to match.
 
 variable "region" {
   description = "AWS region for every resource; the plugin block's region must be the same."
@@ -10,7 +10,7 @@ variable "region" {
 variable "cluster_name" {
   description = "Name of the ECS cluster the Nomad clients run tasks in (the plugin block's cluster)."
   type        = string
-  default     = "nomad-remote-driver-cluster"
+  default     = "nomad-remote-driver-demo"
 }
 
 variable "task_family" {
@@ -31,16 +31,10 @@ variable "http_ingress_cidr" {
   default     = "0.0.0.0/0"
 }
 
-variable "container_image" {
-  description = "Image of the demo's single container: any image with /bin/sh and nginx serving /usr/share/nginx/html."
+variable "ecs_task_definition_file" {
+  description = "Container definitions JSON of the task definition, relative to this directory. ./files/updated-demo.json registers the next revision (the update step)."
   type        = string
-  default     = "public.ecr.aws/nginx/nginx:stable"
-}
-
-variable "greeting" {
-  description = "Text the web server answers with. Changing it registers a new task definition revision (the rolling-update step)."
-  type        = string
-  default     = "Hello from an ECS task started by Nomad (revision one)"
+  default     = "./files/base-demo.json"
 }
 
 variable "log_retention_days" {
