@@ -375,6 +375,7 @@ fn terraform_matches_the_story() {
         "ecs:StopTask",
         "ecs:DescribeClusters",
         "ecs:DescribeTaskDefinition",
+        "ecs:TagResource",
         "iam:PassRole",
     ]
     .into_iter()

@@ -73,6 +73,25 @@ fn seed_stanzas_run_unchanged() {
     assert!(run["startedBy"].as_str().unwrap().starts_with("nomad/"));
     let token = run["clientToken"].as_str().unwrap();
     assert!(!token.is_empty() && token.len() <= 64);
+    // Every ECS task carries the Nomad identity as tags.
+    let tags: std::collections::BTreeMap<String, String> = run["tags"]
+        .as_array()
+        .expect("tags sent")
+        .iter()
+        .map(|t| {
+            (
+                t["key"].as_str().unwrap().to_string(),
+                t["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(tags["nomad:managed-by"], "nomad-driver-ecs");
+    assert_eq!(tags["nomad:alloc-id"], cfg.alloc_id);
+    assert_eq!(tags["nomad:task"], "http-server");
+    assert_eq!(tags["nomad:job-id"], cfg.job_id);
+    assert_eq!(tags["nomad:namespace"], cfg.namespace);
+    assert_eq!(tags["nomad:task-group"], cfg.task_group_name);
+    assert_eq!(tags["nomad:node-id"], cfg.node_id);
 
     // The driver_state has what a re-attach needs.
     let state: serde_json::Value = serde_json::from_slice(&handle.driver_state).unwrap();

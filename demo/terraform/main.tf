@@ -192,7 +192,7 @@ resource "aws_ecs_task_definition" "demo" {
 
 # ---------------------------------------------------------------------------------------------
 # What a Nomad client needs to run the plugin: exactly the five ECS calls it makes
-# (RunTask, DescribeTasks, StopTask, DescribeClusters, DescribeTaskDefinition), plus passing the
+# (RunTask, DescribeTasks, StopTask, DescribeClusters, DescribeTaskDefinition), tagging at RunTask, plus passing the
 # task's role to ECS (iam:PassRole, only to ecs-tasks.amazonaws.com). Attach this policy to the identity the Nomad client agents
 # run as (an instance profile role on EC2, or the user whose keys are in their environment).
 
@@ -214,6 +214,19 @@ data "aws_iam_policy_document" "nomad_client" {
       test     = "ArnEquals"
       variable = "ecs:cluster"
       values   = [aws_ecs_cluster.demo.arn]
+    }
+  }
+
+  # RunTask tags every task with its Nomad identity; tagging is allowed only as part of RunTask.
+  statement {
+    sid       = "TagTasksAtLaunch"
+    actions   = ["ecs:TagResource"]
+    resources = ["${local.arn_prefix}:ecs:${var.region}:${local.account_id}:task/${var.cluster_name}/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ecs:CreateAction"
+      values   = ["RunTask"]
     }
   }
 

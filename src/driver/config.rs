@@ -86,6 +86,10 @@ pub struct TaskIdentity {
     pub alloc_id: String,
     pub name: String,
     pub job_name: String,
+    pub job_id: String,
+    pub namespace: String,
+    pub task_group: String,
+    pub node_id: String,
     pub stdout_path: String,
     pub stderr_path: String,
 }

@@ -317,7 +317,7 @@ impl Driver {
             }),
             started_by: Some(started_by(&identity)),
             client_token: Some(client_token(&identity.id)),
-            tags: Vec::new(),
+            tags: identity_tags(&identity),
             count: 1,
         };
         let out = with_retries(RetryPolicy::within(RUN_TASK_DEADLINE), || client.run_task(&input)).map_err(|e| {
@@ -613,6 +613,42 @@ pub fn client_token(task_id: &str) -> String {
     hex[..64.min(hex.len())].to_string()
 }
 
+/// Tag key marking ECS tasks this driver started (value: the driver's name).
+pub const TAG_MANAGED_BY: &str = "nomad:managed-by";
+const MAX_TAG_VALUE: usize = 256;
+
+/// The Nomad identity as ECS tags on every task the driver starts, so the task can be traced
+/// back to its allocation (and found again by a reconciler). Empty values are left out; values
+/// are limited to the characters and length ECS accepts.
+pub fn identity_tags(identity: &TaskIdentity) -> Vec<(String, String)> {
+    let clean = |v: &str| -> String {
+        let s: String = v
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || " +-=._:/@".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        truncate(&s, MAX_TAG_VALUE)
+    };
+    [
+        (TAG_MANAGED_BY, "nomad-driver-ecs"),
+        ("nomad:namespace", identity.namespace.as_str()),
+        ("nomad:job-id", identity.job_id.as_str()),
+        ("nomad:task-group", identity.task_group.as_str()),
+        ("nomad:task", identity.name.as_str()),
+        ("nomad:alloc-id", identity.alloc_id.as_str()),
+        ("nomad:node-id", identity.node_id.as_str()),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| (k.to_string(), clean(v)))
+    .collect()
+}
+
 /// ECS startedBy (≤ 128 of `[A-Za-z0-9_/-]`): `nomad/<alloc id>/<task name>`.
 pub fn started_by(identity: &TaskIdentity) -> String {
     let raw = format!("nomad/{}/{}", identity.alloc_id, identity.name);
@@ -673,6 +709,42 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(started_by(&long).len(), 128);
+    }
+
+    #[test]
+    fn identity_tags_carry_the_nomad_identity() {
+        let id = TaskIdentity {
+            alloc_id: "a-1".into(),
+            name: "web".into(),
+            namespace: "default".into(),
+            job_id: "job#1".into(),
+            task_group: "g".into(),
+            node_id: String::new(),
+            ..Default::default()
+        };
+        let tags = identity_tags(&id);
+        let get = |k: &str| tags.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get(TAG_MANAGED_BY), Some("nomad-driver-ecs"));
+        assert_eq!(get("nomad:alloc-id"), Some("a-1"));
+        assert_eq!(
+            get("nomad:job-id"),
+            Some("job_1"),
+            "characters ECS refuses are replaced"
+        );
+        assert_eq!(get("nomad:node-id"), None, "empty values are left out");
+        let long = TaskIdentity {
+            job_id: "j".repeat(300),
+            ..id
+        };
+        assert_eq!(
+            identity_tags(&long)
+                .iter()
+                .find(|(k, _)| k == "nomad:job-id")
+                .unwrap()
+                .1
+                .len(),
+            256
+        );
     }
 
     #[test]

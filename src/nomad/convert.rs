@@ -54,12 +54,25 @@ pub fn duration(d: Option<&protobuf::well_known_types::duration::Duration>) -> D
     }
 }
 
+/// Who the task is. Nomad before 1.6 sends no job id, namespace or node id fields; the task's
+/// environment carries them there.
 pub fn identity(cfg: &pb::TaskConfig) -> TaskIdentity {
+    let or_env = |field: &str, var: &str| {
+        if field.is_empty() {
+            cfg.env.get(var).cloned().unwrap_or_default()
+        } else {
+            field.to_string()
+        }
+    };
     TaskIdentity {
         id: cfg.id.clone(),
         alloc_id: cfg.alloc_id.clone(),
         name: cfg.name.clone(),
         job_name: cfg.job_name.clone(),
+        job_id: or_env(&cfg.job_id, "NOMAD_JOB_ID"),
+        namespace: or_env(&cfg.namespace, "NOMAD_NAMESPACE"),
+        task_group: or_env(&cfg.task_group_name, "NOMAD_GROUP_NAME"),
+        node_id: cfg.node_id.clone(),
         stdout_path: cfg.stdout_path.clone(),
         stderr_path: cfg.stderr_path.clone(),
     }
