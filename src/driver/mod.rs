@@ -41,7 +41,6 @@ const STOP_WAIT_POLL: Duration = Duration::from_secs(1);
 const FINGERPRINT_RETRY: Duration = Duration::from_secs(3);
 /// ECS limits.
 const MAX_STARTED_BY: usize = 128;
-const MAX_STOP_REASON: usize = 255;
 
 /// Why a driver operation failed. The Nomad side maps each to a gRPC status.
 #[derive(Debug, Clone)]
@@ -478,12 +477,10 @@ impl Driver {
             entry.wait_exit(Duration::from_secs(5));
             return Ok(());
         }
-        let reason = truncate(
-            &format!(
-                "Stopped by Nomad: allocation {} task {}",
-                entry.identity.alloc_id, entry.identity.name
-            ),
-            MAX_STOP_REASON,
+        // ECS limits the reason to 255 characters; the ECS client cuts it.
+        let reason = format!(
+            "Stopped by Nomad: allocation {} task {}",
+            entry.identity.alloc_id, entry.identity.name
         );
         let deadline = Instant::now() + timeout;
         self.shared.events.publish(
@@ -543,12 +540,10 @@ impl Driver {
                     entry.state.task_arn
                 )));
             }
-            let reason = truncate(
-                &format!(
-                    "Destroyed by Nomad: allocation {} task {}",
-                    entry.identity.alloc_id, entry.identity.name
-                ),
-                MAX_STOP_REASON,
+            // ECS limits the reason to 255 characters; the ECS client cuts it.
+            let reason = format!(
+                "Destroyed by Nomad: allocation {} task {}",
+                entry.identity.alloc_id, entry.identity.name
             );
             let stop = with_retries(RetryPolicy::within(DESTROY_STOP_DEADLINE), || {
                 entry
