@@ -2,11 +2,32 @@
 
 mod support;
 
+use std::sync::Arc;
+
+use nomad_driver_ecs::aws::credentials::{Credentials, StaticCredentials};
+use nomad_driver_ecs::aws::http::{HttpConfig, JsonClient};
+
 use nomad_driver_ecs::proto::driver::fingerprint_response::HealthState;
 use nomad_driver_ecs::proto::driver::FingerprintResponse;
 use support::cty;
 use support::emulator::{Emulator, REGION};
 use support::host::{Launch, Plugin};
+
+/// A plugin launched with `launch` and configured with a plugin stanza (as the agent's
+/// long-lived instance is).
+fn configured(
+    launch: &Launch,
+    enabled: Option<bool>,
+    cluster: Option<&str>,
+    region: Option<&str>,
+    endpoint: Option<&str>,
+    poll: Option<&str>,
+) -> Plugin {
+    let p = Plugin::launch(launch);
+    p.set_config(cty::plugin_config(enabled, cluster, region, endpoint, poll), true)
+        .expect("SetConfig");
+    p
+}
 
 fn attr_str(fp: &FingerprintResponse, key: &str) -> Option<String> {
     fp.attributes.get(key).map(|a| a.string_val().to_string())
@@ -16,12 +37,14 @@ fn attr_str(fp: &FingerprintResponse, key: &str) -> Option<String> {
 fn healthy_with_attributes_when_the_cluster_is_active() {
     let emu = Emulator::start();
     emu.setup("fp-active");
-    let p = Plugin::launch(&Launch::test_credentials());
-    p.set_config(
-        cty::plugin_config(Some(true), Some("fp-active"), Some(REGION), Some(&emu.endpoint()), None),
-        true,
-    )
-    .unwrap();
+    let p = configured(
+        &Launch::test_credentials(),
+        Some(true),
+        Some("fp-active"),
+        Some(REGION),
+        Some(&emu.endpoint()),
+        None,
+    );
     let fp = p.first_fingerprint();
     assert_eq!(
         fp.health.enum_value(),
@@ -42,12 +65,14 @@ fn healthy_with_attributes_when_the_cluster_is_active() {
 
 #[test]
 fn disabled_is_undetected() {
-    let p = Plugin::launch(&Launch::test_credentials());
-    p.set_config(
-        cty::plugin_config(Some(false), Some("x"), Some(REGION), Some("http://127.0.0.1:9"), None),
-        true,
-    )
-    .unwrap();
+    let p = configured(
+        &Launch::test_credentials(),
+        Some(false),
+        Some("x"),
+        Some(REGION),
+        Some("http://127.0.0.1:9"),
+        None,
+    );
     let fp = p.first_fingerprint();
     assert_eq!(fp.health.enum_value(), Ok(HealthState::UNDETECTED));
     assert!(
@@ -61,18 +86,14 @@ fn disabled_is_undetected() {
 fn missing_or_inactive_cluster_is_unhealthy_and_says_so() {
     let emu = Emulator::start();
     emu.setup("fp-exists");
-    let p = Plugin::launch(&Launch::test_credentials());
-    p.set_config(
-        cty::plugin_config(
-            Some(true),
-            Some("fp-missing"),
-            Some(REGION),
-            Some(&emu.endpoint()),
-            None,
-        ),
-        true,
-    )
-    .unwrap();
+    let p = configured(
+        &Launch::test_credentials(),
+        Some(true),
+        Some("fp-missing"),
+        Some(REGION),
+        Some(&emu.endpoint()),
+        None,
+    );
     let fp = p.first_fingerprint();
     assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
     assert!(
@@ -80,16 +101,43 @@ fn missing_or_inactive_cluster_is_unhealthy_and_says_so() {
         "{}",
         fp.health_description
     );
+
+    // A deleted cluster stays visible as INACTIVE: unhealthy, saying so.
+    let creds = StaticCredentials(Credentials::new("AKIDTEST", "test", None, None, "test"));
+    let ecs = JsonClient::new(
+        &emu.endpoint(),
+        REGION,
+        "ecs",
+        "AmazonEC2ContainerServiceV20141113",
+        Arc::new(creds),
+        &HttpConfig::default(),
+    )
+    .unwrap();
+    ecs.call("DeleteCluster", &serde_json::json!({"cluster": "fp-exists"}))
+        .unwrap();
+    let p = configured(
+        &Launch::test_credentials(),
+        Some(true),
+        Some("fp-exists"),
+        Some(REGION),
+        Some(&emu.endpoint()),
+        None,
+    );
+    let fp = p.first_fingerprint();
+    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert!(fp.health_description.contains("INACTIVE"), "{}", fp.health_description);
 }
 
 #[test]
 fn no_region_and_unreachable_endpoint_are_unhealthy_with_advice() {
-    let p = Plugin::launch(&Launch::test_credentials());
-    p.set_config(
-        cty::plugin_config(Some(true), Some("c"), None, Some("http://127.0.0.1:9"), None),
-        true,
-    )
-    .unwrap();
+    let p = configured(
+        &Launch::test_credentials(),
+        Some(true),
+        Some("c"),
+        None,
+        Some("http://127.0.0.1:9"),
+        None,
+    );
     let fp = p.first_fingerprint();
     assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
     assert!(fp.health_description.contains("region"), "{}", fp.health_description);
@@ -114,18 +162,14 @@ fn no_region_and_unreachable_endpoint_are_unhealthy_with_advice() {
 fn missing_credentials_are_unhealthy() {
     let emu = Emulator::start();
     emu.setup("fp-nocreds");
-    let p = Plugin::launch(&Launch::default());
-    p.set_config(
-        cty::plugin_config(
-            Some(true),
-            Some("fp-nocreds"),
-            Some(REGION),
-            Some(&emu.endpoint()),
-            None,
-        ),
-        true,
-    )
-    .unwrap();
+    let p = configured(
+        &Launch::default(),
+        Some(true),
+        Some("fp-nocreds"),
+        Some(REGION),
+        Some(&emu.endpoint()),
+        None,
+    );
     let fp = p.first_fingerprint();
     assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
     assert!(
@@ -142,16 +186,16 @@ fn signatures_are_checked_for_real_and_secrets_never_leak() {
     let (key, secret) = emu.auth_user();
 
     // The right key: healthy (moto recomputed our SigV4 signature).
-    let good = Plugin::launch(
+    let good = configured(
         &Launch::default()
             .with_env("AWS_ACCESS_KEY_ID", &key)
             .with_env("AWS_SECRET_ACCESS_KEY", &secret),
+        Some(true),
+        Some("fp-auth"),
+        Some(REGION),
+        Some(&emu.endpoint()),
+        None,
     );
-    good.set_config(
-        cty::plugin_config(Some(true), Some("fp-auth"), Some(REGION), Some(&emu.endpoint()), None),
-        true,
-    )
-    .unwrap();
     let fp = good.first_fingerprint();
     assert_eq!(
         fp.health.enum_value(),
@@ -162,16 +206,16 @@ fn signatures_are_checked_for_real_and_secrets_never_leak() {
 
     // The right key id with a wrong secret: unhealthy, naming the signature problem.
     let wrong_secret = format!("{}WRONG", &secret[..secret.len() - 5]);
-    let bad = Plugin::launch(
+    let bad = configured(
         &Launch::default()
             .with_env("AWS_ACCESS_KEY_ID", &key)
             .with_env("AWS_SECRET_ACCESS_KEY", &wrong_secret),
+        Some(true),
+        Some("fp-auth"),
+        Some(REGION),
+        Some(&emu.endpoint()),
+        None,
     );
-    bad.set_config(
-        cty::plugin_config(Some(true), Some("fp-auth"), Some(REGION), Some(&emu.endpoint()), None),
-        true,
-    )
-    .unwrap();
     let fp = bad.first_fingerprint();
     assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
     assert!(fp.health_description.contains("Signature"), "{}", fp.health_description);
@@ -190,18 +234,17 @@ fn signatures_are_checked_for_real_and_secrets_never_leak() {
 
     // A session token is a secret too: whatever AWS answers, it never shows.
     let token = "session-token-must-not-leak";
-    let with_token = Plugin::launch(
+    let with_token = configured(
         &Launch::default()
             .with_env("AWS_ACCESS_KEY_ID", &key)
             .with_env("AWS_SECRET_ACCESS_KEY", &wrong_secret)
             .with_env("AWS_SESSION_TOKEN", token),
+        Some(true),
+        Some("fp-auth"),
+        Some(REGION),
+        Some(&emu.endpoint()),
+        None,
     );
-    with_token
-        .set_config(
-            cty::plugin_config(Some(true), Some("fp-auth"), Some(REGION), Some(&emu.endpoint()), None),
-            true,
-        )
-        .unwrap();
     let fp = with_token.first_fingerprint();
     assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
     let out = format!("{}\n{}", fp.health_description, with_token.kill().join("\n"));
