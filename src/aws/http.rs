@@ -12,7 +12,7 @@ use super::error::{parse_error_response, truncate_chars, AwsError, ErrorKind};
 use super::sign::{host_header, sign_request, split_url};
 
 /// Timeouts of the HTTP client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HttpConfig {
     /// Time to open the TCP connection.
     pub connect_timeout: Duration,

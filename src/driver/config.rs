@@ -7,6 +7,10 @@ use std::time::Duration;
 pub const DEFAULT_CLUSTER: &str = "default";
 /// How often the status of watched tasks is read from ECS.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Time allowed to open a TCP connection to an AWS endpoint.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for one whole AWS request (connect included); then it counts as a transient error.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The plugin stanza (`plugin "nomad-driver-ecs" { config { ... } }`).
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +22,8 @@ pub struct DriverConfig {
     /// ECS API URL override (emulator, VPC endpoint). `None`: the public regional endpoint.
     pub endpoint: Option<String>,
     pub poll_interval: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
 }
 
 impl Default for DriverConfig {
@@ -28,6 +34,8 @@ impl Default for DriverConfig {
             region: None,
             endpoint: None,
             poll_interval: DEFAULT_POLL_INTERVAL,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }

@@ -120,8 +120,8 @@ pub struct Started {
 /// InspectTask's answer.
 pub type TaskStatus = TaskSnapshot;
 
-/// ECS clients are shared per (region, endpoint override).
-type ClientKey = (String, Option<String>);
+/// ECS clients are shared per (region, endpoint override, timeouts).
+type ClientKey = (String, Option<String>, HttpConfig);
 
 enum Slot {
     /// RunTask in flight for this task id.
@@ -133,7 +133,6 @@ enum Slot {
 pub struct Driver {
     config: RwLock<Option<DriverConfig>>,
     credentials: Arc<dyn CredentialSource>,
-    http: HttpConfig,
     clients: Mutex<HashMap<ClientKey, Arc<EcsClient>>>,
     tasks: Mutex<HashMap<String, Slot>>,
     shared: Arc<Shared>,
@@ -150,7 +149,6 @@ impl Driver {
         Driver {
             config: RwLock::new(None),
             credentials,
-            http: HttpConfig::default(),
             clients: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
             shared: Arc::new(Shared {
@@ -186,17 +184,19 @@ impl Driver {
     }
 
     fn client(&self, region: &str, endpoint: Option<&str>) -> Result<Arc<EcsClient>, AwsError> {
-        let key = (region.to_string(), endpoint.map(str::to_string));
+        let http = self
+            .config()
+            .map(|c| HttpConfig {
+                connect_timeout: c.connect_timeout,
+                request_timeout: c.request_timeout,
+            })
+            .unwrap_or_default();
+        let key = (region.to_string(), endpoint.map(str::to_string), http.clone());
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(Arc::clone(c));
         }
-        let c = Arc::new(EcsClient::new(
-            endpoint,
-            region,
-            Arc::clone(&self.credentials),
-            &self.http,
-        )?);
+        let c = Arc::new(EcsClient::new(endpoint, region, Arc::clone(&self.credentials), &http)?);
         clients.insert(key, Arc::clone(&c));
         Ok(c)
     }

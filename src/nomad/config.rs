@@ -7,7 +7,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::driver::config::{DriverConfig, LaunchType, TaskSpec, VpcConfig, DEFAULT_CLUSTER, DEFAULT_POLL_INTERVAL};
+use crate::driver::config::{
+    DriverConfig, LaunchType, TaskSpec, VpcConfig, DEFAULT_CLUSTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL,
+    DEFAULT_REQUEST_TIMEOUT,
+};
 
 use super::msgpack::{self, Value};
 
@@ -15,6 +18,9 @@ use super::msgpack::{self, Value};
 const MAX_SUBNETS: usize = 16;
 const MAX_SECURITY_GROUPS: usize = 5;
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Bounds of `connect_timeout` and `request_timeout`.
+const MIN_HTTP_TIMEOUT: Duration = Duration::from_millis(100);
+const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A config that cannot be used: which field and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,13 +239,40 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
             }
         },
     };
+    let connect_timeout = http_timeout(obj, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)?;
+    let request_timeout = http_timeout(obj, "request_timeout", DEFAULT_REQUEST_TIMEOUT)?;
+    if connect_timeout > request_timeout {
+        return Err(ConfigError::new(
+            "connect_timeout",
+            format!(
+                "{connect_timeout:?} is longer than request_timeout ({request_timeout:?}), which includes the connect: \
+                 raise request_timeout or lower connect_timeout"
+            ),
+        ));
+    }
     Ok(DriverConfig {
         enabled,
         cluster,
         region,
         endpoint,
         poll_interval,
+        connect_timeout,
+        request_timeout,
     })
+}
+
+/// `connect_timeout` / `request_timeout`: a duration between 100ms and 5m.
+fn http_timeout(obj: &Value, key: &str, default: Duration) -> Result<Duration> {
+    match opt_string(obj, "", key)? {
+        None => Ok(default),
+        Some(s) => match parse_duration(&s) {
+            Some(d) if (MIN_HTTP_TIMEOUT..=MAX_HTTP_TIMEOUT).contains(&d) => Ok(d),
+            _ => Err(ConfigError::new(
+                key,
+                format!("{s:?} is not a duration between 100ms and 5m (write e.g. \"5s\")"),
+            )),
+        },
+    }
 }
 
 /// The task stanza (StartTask's `msgpack_driver_config`).
@@ -521,6 +554,17 @@ mod tests {
         assert_eq!(e.field, "region");
         let e = decode_plugin_config(&bytes(M::O(vec![("poll_interval", M::S("fast"))]))).unwrap_err();
         assert_eq!(e.field, "poll_interval");
+        let e = decode_plugin_config(&bytes(M::O(vec![("request_timeout", M::S("10m"))]))).unwrap_err();
+        assert_eq!(e.field, "request_timeout");
+        let e = decode_plugin_config(&bytes(M::O(vec![("connect_timeout", M::S("5"))]))).unwrap_err();
+        assert_eq!(e.field, "connect_timeout");
+        let e = decode_plugin_config(&bytes(M::O(vec![
+            ("connect_timeout", M::S("10s")),
+            ("request_timeout", M::S("2s")),
+        ])))
+        .unwrap_err();
+        assert_eq!(e.field, "connect_timeout");
+        assert!(e.message.contains("request_timeout"), "{e}");
         let e = decode_plugin_config(&bytes(M::L(vec![]))).unwrap_err();
         assert_eq!(e.field, "config");
     }

@@ -59,6 +59,8 @@ pub fn plugin_config_spec() -> Spec {
         ("region", attr("region", "string")),
         ("endpoint", attr("endpoint", "string")),
         ("poll_interval", attr("poll_interval", "string")),
+        ("connect_timeout", attr("connect_timeout", "string")),
+        ("request_timeout", attr("request_timeout", "string")),
     ])
 }
 
@@ -129,7 +131,18 @@ mod tests {
         let mut names = Vec::new();
         walk(&plugin_config_spec(), &mut names);
         names.sort();
-        assert_eq!(names, ["cluster", "enabled", "endpoint", "poll_interval", "region"]);
+        assert_eq!(
+            names,
+            [
+                "cluster",
+                "connect_timeout",
+                "enabled",
+                "endpoint",
+                "poll_interval",
+                "region",
+                "request_timeout"
+            ]
+        );
     }
 
     #[test]

@@ -126,15 +126,34 @@ pub fn plugin_config(
     endpoint: Option<&str>,
     poll: Option<&str>,
 ) -> Vec<u8> {
+    plugin_config_with(enabled, cluster, region, endpoint, poll, &[])
+}
+
+/// As [`plugin_config`], with more string attributes set (e.g. `("request_timeout", "1s")`).
+pub fn plugin_config_with(
+    enabled: Option<bool>,
+    cluster: Option<&str>,
+    region: Option<&str>,
+    endpoint: Option<&str>,
+    poll: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
     let opt = |v: Option<&str>| v.map(s).unwrap_or(Cty::Null);
-    encode(&obj(vec![
+    let mut entries = vec![
         // `enabled` has a default literal in the schema: Nomad always sends a bool.
         ("enabled", Cty::Bool(enabled.unwrap_or(false))),
         ("cluster", opt(cluster)),
         ("region", opt(region)),
         ("endpoint", opt(endpoint)),
         ("poll_interval", opt(poll)),
-    ]))
+        ("connect_timeout", Cty::Null),
+        ("request_timeout", Cty::Null),
+    ];
+    for (k, v) in extra {
+        entries.retain(|(key, _)| key != k);
+        entries.push((k, s(v)));
+    }
+    encode(&obj(entries))
 }
 
 /// The seed job's task stanza, with optional overrides (None = attribute absent → null).
