@@ -356,6 +356,37 @@ fn run_task_is_retried_through_throttling() {
 }
 
 #[test]
+fn an_answer_slower_than_request_timeout_is_abandoned_and_retried() {
+    let w = World::new("lc-timeout");
+    w.plugin
+        .set_config(
+            cty::plugin_config_with(
+                Some(true),
+                Some("lc-timeout"),
+                Some(REGION),
+                Some(&w.emu.endpoint()),
+                Some(support::TEST_POLL),
+                &[("request_timeout", "500ms"), ("connect_timeout", "500ms")],
+            ),
+            true,
+        )
+        .expect("SetConfig with timeouts");
+    // The first RunTask is answered after 3 s with a made-up task: a plugin that waited for it
+    // (no request_timeout) would take that task; one that gave up after 500 ms retries and gets
+    // the emulator's real one.
+    let fake = "arn:aws:ecs:us-east-1:123456789012:task/lc-timeout/made-up-by-the-slow-answer";
+    w.emu.fault(json!({"operation": "RunTask", "count": 1, "delay_ms": 3000,
+        "body": {"tasks": [{"taskArn": fake, "lastStatus": "PROVISIONING", "desiredStatus": "RUNNING",
+                            "containers": []}], "failures": []}}));
+    let (cfg, _h, arn) = w.start("77777777-aaaa-4000-8000-000000000008", "web");
+    assert_ne!(arn, fake);
+    let insp = w.plugin.inspect_task(&cfg.id).unwrap();
+    assert_eq!(insp.driver.as_ref().unwrap().attributes["arn"], arn);
+    assert_eq!(w.emu.call_count("RunTask"), 2, "one abandoned call, one retry");
+    w.plugin.stop_task(&cfg.id, Duration::from_secs(5), "").unwrap();
+}
+
+#[test]
 fn a_task_ecs_forgot_exits_with_an_error() {
     let w = World::new("lc-forgot");
     let (cfg, _h, arn) = w.start("88888888-aaaa-4000-8000-000000000008", "web");

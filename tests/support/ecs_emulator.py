@@ -155,6 +155,14 @@ never counted in ``/_test/calls`` and never subject to auth or faults.
     "client_token"?}]``. ``client_token`` is present when the RunTask that created the task carried a
     clientToken (moto itself ignores clientToken; the middleware remembers it). Unknown cluster -> ``[]``.
 
+RunTask idempotency
+-------------------
+moto ignores ``clientToken``; real ECS does not start a second task for a token it has seen. The middleware
+plays ECS's part: the first successful (200) RunTask answer for a clientToken is kept, and a later RunTask with
+the same token (in any region) gets that same answer without reaching moto, so no second task is made. Requests
+with the same token are serialised, so a retry racing the original cannot slip past. Counted in
+``/_test/calls`` like any call. ``POST /_test/forget-task`` drops the token of the task it removes.
+
 In auth mode moto answers a bad signature with HTTP 403 and an XML body (SignatureDoesNotMatch,
 InvalidClientTokenId, AccessDenied), not JSON.
 """
@@ -264,6 +272,8 @@ class Emulator:
         self.calls: dict[str, int] = {}
         self.bodies: dict[str, list] = {}
         self.client_tokens: dict[str, str] = {}  # task ARN -> clientToken of the RunTask that made it
+        self.run_task_answers: dict[str, tuple[str, list, bytes]] = {}  # clientToken -> first 200 answer
+        self.token_locks: dict[str, threading.Lock] = {}
         self.user_seq = itertools.count(1)
         self.routes = {
             ("GET", "/_test/health"): self.health,
@@ -310,26 +320,38 @@ class Emulator:
         return self.moto_app(environ, start_response)
 
     def run_task_recording_token(self, environ, start_response, token: str):
-        captured = {}
+        with self.lock:
+            token_lock = self.token_locks.setdefault(token, threading.Lock())
+        with token_lock:
+            with self.lock:
+                seen = self.run_task_answers.get(token)
+            if seen is not None:
+                status, headers, data = seen
+                start_response(status, headers)
+                return [data]
+            captured = {}
 
-        def capture(status, headers, exc_info=None):
-            captured["status"] = status
-            return start_response(status, headers, exc_info)
+            def capture(status, headers, exc_info=None):
+                captured["status"] = status
+                captured["headers"] = list(headers)
+                return start_response(status, headers, exc_info)
 
-        app_iter = self.moto_app(environ, capture)
-        try:
-            data = b"".join(app_iter)
-        finally:
-            if hasattr(app_iter, "close"):
-                app_iter.close()
-        if captured.get("status", "").startswith("200"):
+            app_iter = self.moto_app(environ, capture)
             try:
-                for task in json.loads(data).get("tasks", []):
-                    with self.lock:
-                        self.client_tokens[task["taskArn"]] = token
-            except (ValueError, AttributeError, KeyError, TypeError):
-                log.warning("could not read RunTask response to record its clientToken")
-        return [data]
+                data = b"".join(app_iter)
+            finally:
+                if hasattr(app_iter, "close"):
+                    app_iter.close()
+            if captured.get("status", "").startswith("200"):
+                with self.lock:
+                    self.run_task_answers[token] = (captured["status"], captured["headers"], data)
+                try:
+                    for task in json.loads(data).get("tasks", []):
+                        with self.lock:
+                            self.client_tokens[task["taskArn"]] = token
+                except (ValueError, AttributeError, KeyError, TypeError):
+                    log.warning("could not read RunTask response to record its clientToken")
+            return [data]
 
     # ---- faults --------------------------------------------------------------------------------------------
 
@@ -556,7 +578,9 @@ class Emulator:
         # thread (the driver polling) must not fail with "dictionary changed size during iteration".
         ecs.tasks[cluster_name] = {k: t for k, t in list(tasks.items()) if t is not task}
         with self.lock:
-            self.client_tokens.pop(task.task_arn, None)
+            token = self.client_tokens.pop(task.task_arn, None)
+            if token is not None:
+                self.run_task_answers.pop(token, None)
         return {"removed": True, "task_arn": task.task_arn}
 
     def add_fault(self, body, query):
