@@ -71,9 +71,11 @@ impl TaskState {
         let nanos: u128 = text("started_at_unix_nanos")?
             .parse()
             .map_err(|_| "driver_state field `started_at_unix_nanos` is not a number".to_string())?;
-        let secs =
-            u64::try_from(nanos / 1_000_000_000).map_err(|_| "driver_state start time out of range".to_string())?;
-        let started_at = UNIX_EPOCH + Duration::new(secs, (nanos % 1_000_000_000) as u32);
+        // Checked: a SystemTime holds far fewer seconds than a u64, and `+` panics past its end.
+        let started_at = u64::try_from(nanos / 1_000_000_000)
+            .ok()
+            .and_then(|secs| UNIX_EPOCH.checked_add(Duration::new(secs, (nanos % 1_000_000_000) as u32)))
+            .ok_or_else(|| "driver_state start time out of range".to_string())?;
         Ok(TaskState {
             task_arn,
             cluster: text("cluster")?,
@@ -128,6 +130,25 @@ mod tests {
         assert!(TaskState::decode(newer.as_bytes()).unwrap_err().contains("version 2"));
         let no_arn = String::from_utf8(sample().encode()).unwrap().replace("task_arn", "x");
         assert!(TaskState::decode(no_arn.as_bytes()).unwrap_err().contains("task_arn"));
+    }
+
+    /// Found by the driver_state fuzz target: a start time past what SystemTime can hold
+    /// panicked ("overflow when adding duration to instant") instead of being refused.
+    #[test]
+    fn start_time_past_system_time_range_is_refused() {
+        let input = br#"{"version":1,"task_arn":"s","started_at_unix_nanos":"10000000006980251523226356984"}"#;
+        assert_eq!(
+            TaskState::decode(input).unwrap_err(),
+            "driver_state start time out of range"
+        );
+        let mut v: Value = serde_json::from_slice(&sample().encode()).unwrap();
+        for nanos in [
+            u128::MAX.to_string(),
+            format!("{}", u128::from(u64::MAX) * 1_000_000_000),
+        ] {
+            v["started_at_unix_nanos"] = json!(nanos);
+            assert!(TaskState::decode(v.to_string().as_bytes()).is_err(), "{nanos}");
+        }
     }
 
     #[test]
