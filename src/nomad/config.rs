@@ -176,7 +176,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             _ => return None,
         };
         rest = &rest[unit_end..];
-        total += Duration::try_from_secs_f64(n * unit).ok()?;
+        // Checked: parts that fit a Duration one by one can still overflow it together.
+        total = total.checked_add(Duration::try_from_secs_f64(n * unit).ok()?)?;
     }
     Some(total)
 }
@@ -602,5 +603,17 @@ mod tests {
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration(""), None);
+    }
+
+    /// Found with the msgpack_config fuzz target: two parts that each fit a Duration but not
+    /// their sum panicked ("overflow when adding durations") instead of being refused.
+    #[test]
+    fn duration_sum_past_duration_range_is_refused() {
+        let huge = "10000000000000000000s10000000000000000000s";
+        assert_eq!(parse_duration(huge), None);
+        let e = decode_plugin_config(&bytes(M::O(vec![("poll_interval", M::S(huge))]))).unwrap_err();
+        assert_eq!(e.field, "poll_interval");
+        let e = decode_plugin_config(&bytes(M::O(vec![("request_timeout", M::S(huge))]))).unwrap_err();
+        assert_eq!(e.field, "request_timeout");
     }
 }
