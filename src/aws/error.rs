@@ -277,7 +277,7 @@ fn parse_xml_error(body: &str) -> (Option<String>, Option<String>) {
 }
 
 /// The inner text of the first `<tag>...</tag>` (or `<tag attr="...">`) in `text`.
-fn xml_tag<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
+pub(crate) fn xml_tag<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
     let open_plain = format!("<{tag}>");
     let open_attr = format!("<{tag} ");
     let close = format!("</{tag}>");
@@ -296,7 +296,7 @@ fn attr_open_end(text: &str, start: usize) -> Option<(usize, usize)> {
     Some((gt, gt))
 }
 
-fn xml_unescape(s: &str) -> String {
+pub(crate) fn xml_unescape(s: &str) -> String {
     s.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")

@@ -118,13 +118,7 @@ impl JsonClient {
         } else {
             endpoint.clone()
         };
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(cfg.connect_timeout)
-            .timeout(cfg.request_timeout)
-            // A redirect would break the signature; AWS JSON APIs do not redirect.
-            .redirects(0)
-            .user_agent(concat!("nomad-driver-ecs/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let agent = agent(cfg);
         Ok(JsonClient {
             agent,
             endpoint,
@@ -259,98 +253,147 @@ impl JsonClient {
     }
 
     fn transport_error(&self, operation: &str, t: &ureq::Transport) -> AwsError {
-        let io_kind = t
-            .source()
-            .and_then(|s| s.downcast_ref::<io::Error>())
-            .map(io::Error::kind);
-        let detail = t
-            .source()
-            .map(|s| s.to_string())
-            .or_else(|| t.message().map(str::to_string))
-            .unwrap_or_else(|| t.to_string());
-        let (kind, code, what) = match t.kind() {
-            ureq::ErrorKind::Dns => (
-                ErrorKind::Network,
-                "Dns",
-                format!("DNS lookup of {} failed ({detail})", self.host),
-            ),
-            ureq::ErrorKind::ConnectionFailed => match io_kind {
-                Some(io::ErrorKind::ConnectionRefused) => (
-                    ErrorKind::Network,
-                    "ConnectionRefused",
-                    "connection refused".to_string(),
-                ),
-                Some(io::ErrorKind::TimedOut) | Some(io::ErrorKind::WouldBlock) => (
-                    ErrorKind::Network,
-                    "Timeout",
-                    format!(
-                        "connection timed out after {} s",
-                        self.cfg.connect_timeout.as_secs_f64()
-                    ),
-                ),
-                _ if detail.to_ascii_lowercase().contains("tls")
-                    || detail.to_ascii_lowercase().contains("certificate") =>
-                {
-                    (ErrorKind::Network, "Tls", format!("TLS failed: {detail}"))
-                }
-                _ => (
-                    ErrorKind::Network,
-                    "ConnectionFailed",
-                    format!("connection failed: {detail}"),
-                ),
-            },
-            ureq::ErrorKind::Io => {
-                return self.io_error_kind(operation, io_kind, &detail, "talking to");
-            }
-            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => (
-                ErrorKind::Client,
-                "InvalidConfiguration",
-                format!("invalid URL: {detail}"),
-            ),
-            ureq::ErrorKind::BadStatus | ureq::ErrorKind::BadHeader => (
-                ErrorKind::Network,
-                "Protocol",
-                format!("invalid HTTP response: {detail}"),
-            ),
-            _ => (ErrorKind::Network, "Io", detail),
-        };
-        AwsError::new(
-            kind,
-            operation,
-            code,
-            format!("cannot reach {}: {what}", self.endpoint),
-            None,
-        )
+        transport_error(operation, &self.endpoint, &self.host, &self.cfg, t)
     }
 
     fn io_error(&self, operation: &str, e: &io::Error, doing: &str) -> AwsError {
-        self.io_error_kind(operation, Some(e.kind()), &e.to_string(), doing)
-    }
-
-    fn io_error_kind(&self, operation: &str, kind: Option<io::ErrorKind>, detail: &str, doing: &str) -> AwsError {
-        let (code, what) = match kind {
-            Some(io::ErrorKind::TimedOut) | Some(io::ErrorKind::WouldBlock) => (
-                "Timeout",
-                format!(
-                    "no complete response within {} s",
-                    self.cfg.request_timeout.as_secs_f64()
-                ),
-            ),
-            Some(io::ErrorKind::ConnectionReset)
-            | Some(io::ErrorKind::ConnectionAborted)
-            | Some(io::ErrorKind::BrokenPipe)
-            | Some(io::ErrorKind::UnexpectedEof) => ("ConnectionReset", format!("connection closed: {detail}")),
-            Some(io::ErrorKind::ConnectionRefused) => ("ConnectionRefused", "connection refused".to_string()),
-            _ => ("Io", detail.to_string()),
-        };
-        AwsError::new(
-            ErrorKind::Network,
+        io_error_kind(
             operation,
-            code,
-            format!("error {doing} {}: {what}", self.endpoint),
-            None,
+            &self.endpoint,
+            &self.cfg,
+            Some(e.kind()),
+            &e.to_string(),
+            doing,
         )
     }
+}
+
+/// A ureq agent with the timeouts of `cfg`, no redirects (they would break signatures) and our
+/// user agent.
+pub fn agent(cfg: &HttpConfig) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(cfg.connect_timeout)
+        .timeout(cfg.request_timeout)
+        .redirects(0)
+        .user_agent(concat!("nomad-driver-ecs/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// One HTTP exchange for the non-JSON AWS endpoints (STS query API, instance metadata,
+/// container credentials): any HTTP status comes back as `Ok((status, body))`; only transport
+/// failures are errors, mapped like the JSON client's. `endpoint` names the server in messages.
+pub fn exchange(
+    request: ureq::Request,
+    body: Option<&[u8]>,
+    operation: &str,
+    endpoint: &str,
+    cfg: &HttpConfig,
+) -> Result<(u16, String), AwsError> {
+    let host = host_header(endpoint).unwrap_or_else(|| endpoint.to_string());
+    let result = match body {
+        Some(b) => request.send_bytes(b),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(t)) => return Err(transport_error(operation, endpoint, &host, cfg, &t)),
+    };
+    let status = response.status();
+    let text = read_body(response).map_err(|e| {
+        io_error_kind(
+            operation,
+            endpoint,
+            cfg,
+            Some(e.kind()),
+            &e.to_string(),
+            "reading the response from",
+        )
+    })?;
+    Ok((status, text))
+}
+
+fn transport_error(operation: &str, endpoint: &str, host: &str, cfg: &HttpConfig, t: &ureq::Transport) -> AwsError {
+    let io_kind = t
+        .source()
+        .and_then(|s| s.downcast_ref::<io::Error>())
+        .map(io::Error::kind);
+    let detail = t
+        .source()
+        .map(|s| s.to_string())
+        .or_else(|| t.message().map(str::to_string))
+        .unwrap_or_else(|| t.to_string());
+    let (kind, code, what) = match t.kind() {
+        ureq::ErrorKind::Dns => (
+            ErrorKind::Network,
+            "Dns",
+            format!("DNS lookup of {host} failed ({detail})"),
+        ),
+        ureq::ErrorKind::ConnectionFailed => match io_kind {
+            Some(io::ErrorKind::ConnectionRefused) => (
+                ErrorKind::Network,
+                "ConnectionRefused",
+                "connection refused".to_string(),
+            ),
+            Some(io::ErrorKind::TimedOut) | Some(io::ErrorKind::WouldBlock) => (
+                ErrorKind::Network,
+                "Timeout",
+                format!("connection timed out after {} s", cfg.connect_timeout.as_secs_f64()),
+            ),
+            _ if detail.to_ascii_lowercase().contains("tls") || detail.to_ascii_lowercase().contains("certificate") => {
+                (ErrorKind::Network, "Tls", format!("TLS failed: {detail}"))
+            }
+            _ => (
+                ErrorKind::Network,
+                "ConnectionFailed",
+                format!("connection failed: {detail}"),
+            ),
+        },
+        ureq::ErrorKind::Io => {
+            return io_error_kind(operation, endpoint, cfg, io_kind, &detail, "talking to");
+        }
+        ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => (
+            ErrorKind::Client,
+            "InvalidConfiguration",
+            format!("invalid URL: {detail}"),
+        ),
+        ureq::ErrorKind::BadStatus | ureq::ErrorKind::BadHeader => (
+            ErrorKind::Network,
+            "Protocol",
+            format!("invalid HTTP response: {detail}"),
+        ),
+        _ => (ErrorKind::Network, "Io", detail),
+    };
+    AwsError::new(kind, operation, code, format!("cannot reach {endpoint}: {what}"), None)
+}
+
+fn io_error_kind(
+    operation: &str,
+    endpoint: &str,
+    cfg: &HttpConfig,
+    kind: Option<io::ErrorKind>,
+    detail: &str,
+    doing: &str,
+) -> AwsError {
+    let (code, what) = match kind {
+        Some(io::ErrorKind::TimedOut) | Some(io::ErrorKind::WouldBlock) => (
+            "Timeout",
+            format!("no complete response within {} s", cfg.request_timeout.as_secs_f64()),
+        ),
+        Some(io::ErrorKind::ConnectionReset)
+        | Some(io::ErrorKind::ConnectionAborted)
+        | Some(io::ErrorKind::BrokenPipe)
+        | Some(io::ErrorKind::UnexpectedEof) => ("ConnectionReset", format!("connection closed: {detail}")),
+        Some(io::ErrorKind::ConnectionRefused) => ("ConnectionRefused", "connection refused".to_string()),
+        _ => ("Io", detail.to_string()),
+    };
+    AwsError::new(
+        ErrorKind::Network,
+        operation,
+        code,
+        format!("error {doing} {endpoint}: {what}"),
+        None,
+    )
 }
 
 fn request_id(response: &ureq::Response) -> Option<String> {

@@ -3,7 +3,8 @@
 //! plus `aws-sigv4` for the signature.
 //!
 //! Layering, bottom up:
-//! - [`credentials`]: where the access key comes from (environment, shared files).
+//! - [`credentials`]: where the access key comes from (the SDKs' chain), caching and refresh.
+//! - [`sts`]: AssumeRole and AssumeRoleWithWebIdentity (query protocol, XML).
 //! - [`sign`]: SigV4 headers for one request.
 //! - [`http`]: [`http::JsonClient`], one signed `POST` per call, errors mapped to [`AwsError`].
 //! - [`ecs`]: [`ecs::EcsClient`], typed ECS operations on top of the JSON client.
@@ -18,5 +19,6 @@ pub mod http;
 /// Retry with backoff for transient errors (written with the driver core).
 pub mod retry;
 pub mod sign;
+pub mod sts;
 
 pub use error::{AwsError, ErrorKind};

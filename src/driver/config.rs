@@ -24,6 +24,14 @@ pub struct DriverConfig {
     pub poll_interval: Duration,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Shared-files profile (`profile`); None → `AWS_PROFILE` → `default`.
+    pub profile: Option<String>,
+    /// Role to assume on top of the credential chain (cross-account clusters).
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub role_session_name: Option<String>,
+    /// STS API URL override.
+    pub sts_endpoint: Option<String>,
 }
 
 impl Default for DriverConfig {
@@ -36,6 +44,11 @@ impl Default for DriverConfig {
             poll_interval: DEFAULT_POLL_INTERVAL,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            profile: None,
+            role_arn: None,
+            external_id: None,
+            role_session_name: None,
+            sts_endpoint: None,
         }
     }
 }

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_channel::{mpsc, oneshot};
 use sha2::{Digest, Sha256};
 
-use crate::aws::credentials::{region_from_env, CredentialSource, DefaultChain};
+use crate::aws::credentials::{self as creds, imds, region_from_env, ChainSettings, CredentialSource};
 use crate::aws::ecs::{AwsVpcConfiguration, EcsClient, RunTaskInput};
 use crate::aws::http::HttpConfig;
 use crate::aws::retry::{with_retries, RetryPolicy};
+use crate::aws::sts::RoleRequest;
 use crate::aws::{AwsError, ErrorKind};
 
 use config::{DriverConfig, TaskIdentity, TaskSpec};
@@ -132,23 +133,42 @@ enum Slot {
 /// The driver: one per plugin process.
 pub struct Driver {
     config: RwLock<Option<DriverConfig>>,
-    credentials: Arc<dyn CredentialSource>,
+    /// Fixed credentials (tests); None: built from the plugin stanza.
+    fixed_credentials: Option<Arc<dyn CredentialSource>>,
+    /// The credential source built for the settings it was built from.
+    credentials: Mutex<Option<(CredentialKey, Arc<dyn CredentialSource>)>>,
+    /// The region read from instance metadata, once found.
+    imds_region: Mutex<Option<String>>,
     clients: Mutex<HashMap<ClientKey, Arc<EcsClient>>>,
     tasks: Mutex<HashMap<String, Slot>>,
     shared: Arc<Shared>,
 }
 
+/// What the credential source depends on in the plugin stanza.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CredentialKey {
+    settings: ChainSettings,
+    role: Option<RoleRequest>,
+}
+
 impl Default for Driver {
     fn default() -> Self {
-        Driver::new(Arc::new(DefaultChain::new(None)))
+        Driver::with_credentials(None)
     }
 }
 
 impl Driver {
+    /// A driver that always signs with `credentials` (whatever the plugin stanza says).
     pub fn new(credentials: Arc<dyn CredentialSource>) -> Driver {
+        Driver::with_credentials(Some(credentials))
+    }
+
+    fn with_credentials(fixed_credentials: Option<Arc<dyn CredentialSource>>) -> Driver {
         Driver {
             config: RwLock::new(None),
-            credentials,
+            fixed_credentials,
+            credentials: Mutex::new(None),
+            imds_region: Mutex::new(None),
             clients: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
             shared: Arc::new(Shared {
@@ -175,28 +195,86 @@ impl Driver {
         }
     }
 
-    /// The region in force: the plugin stanza's, else the environment's.
+    /// The region in force: the plugin stanza's, else `AWS_REGION`, `AWS_DEFAULT_REGION`, the
+    /// profile's `region`, and last the instance's region from EC2 instance metadata.
     pub fn region(&self, cfg: &DriverConfig) -> Option<String> {
-        cfg.region
+        if let Some(r) = cfg
+            .region
             .clone()
             .filter(|r| !r.is_empty())
-            .or_else(|| region_from_env(None))
+            .or_else(|| region_from_env(cfg.profile.as_deref()))
+        {
+            return Some(r);
+        }
+        let mut cached = self.imds_region.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.is_none() {
+            let env: creds::EnvLookup = Arc::new(|n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty()));
+            if !imds::disabled(&env) {
+                let service = imds::Imds::new(&imds::endpoint_from_env(&env));
+                match service.region() {
+                    Ok(r) => {
+                        log::info!("AWS region {r} from EC2 instance metadata");
+                        *cached = Some(r);
+                    }
+                    Err(e) => log::debug!("no region from EC2 instance metadata: {e}"),
+                }
+            }
+        }
+        cached.clone()
+    }
+
+    /// The credential source for the plugin stanza `cfg` (rebuilt when its settings change;
+    /// the ECS clients made with the old one are dropped then).
+    pub fn credentials(&self, cfg: &DriverConfig) -> Arc<dyn CredentialSource> {
+        if let Some(c) = &self.fixed_credentials {
+            return Arc::clone(c);
+        }
+        let key = CredentialKey {
+            settings: ChainSettings {
+                profile: cfg.profile.clone(),
+                region: cfg.region.clone(),
+                sts_endpoint: cfg.sts_endpoint.clone(),
+                http: HttpConfig {
+                    connect_timeout: cfg.connect_timeout,
+                    request_timeout: cfg.request_timeout,
+                },
+            },
+            role: cfg.role_arn.as_ref().map(|role| RoleRequest {
+                role_arn: role.clone(),
+                session_name: cfg
+                    .role_session_name
+                    .clone()
+                    .unwrap_or_else(|| "nomad-driver-ecs".to_string()),
+                external_id: cfg.external_id.clone(),
+                duration: crate::aws::sts::DEFAULT_DURATION,
+            }),
+        };
+        let mut slot = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, c)) = slot.as_ref() {
+            if *k == key {
+                return Arc::clone(c);
+            }
+        }
+        let source = creds::build(key.settings.clone(), key.role.clone());
+        log::debug!("AWS credentials from: {}", source.describe());
+        *slot = Some((key, Arc::clone(&source)));
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        source
     }
 
     fn client(&self, region: &str, endpoint: Option<&str>) -> Result<Arc<EcsClient>, AwsError> {
-        let http = self
-            .config()
-            .map(|c| HttpConfig {
-                connect_timeout: c.connect_timeout,
-                request_timeout: c.request_timeout,
-            })
-            .unwrap_or_default();
+        let cfg = self.config().unwrap_or_default();
+        let http = HttpConfig {
+            connect_timeout: cfg.connect_timeout,
+            request_timeout: cfg.request_timeout,
+        };
+        let credentials = self.credentials(&cfg);
         let key = (region.to_string(), endpoint.map(str::to_string), http.clone());
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(Arc::clone(c));
         }
-        let c = Arc::new(EcsClient::new(endpoint, region, Arc::clone(&self.credentials), &http)?);
+        let c = Arc::new(EcsClient::new(endpoint, region, credentials, &http)?);
         clients.insert(key, Arc::clone(&c));
         Ok(c)
     }
@@ -236,6 +314,14 @@ impl Driver {
         attributes.insert("driver.ecs.cluster".into(), Attr::Str(cfg.cluster.clone()));
         attributes.insert("driver.ecs.region".into(), Attr::Str(region.clone()));
         attributes.insert("driver.ecs.version".into(), Attr::Str(env!("CARGO_PKG_VERSION").into()));
+        match self.credentials(&cfg).credentials() {
+            // Where the credentials come from (never the key itself), so an operator can see
+            // which provider of the chain won.
+            Ok(c) => {
+                attributes.insert("driver.ecs.credentials".into(), Attr::Str(c.provider.clone()));
+            }
+            Err(e) => return unhealthy(describe_aws_problem(&e, "AWS"), attributes),
+        }
         let client = match self.client(&region, cfg.endpoint.as_deref()) {
             Ok(c) => c,
             Err(e) => return unhealthy(format!("cannot set up the ECS client: {e}"), attributes),

@@ -251,6 +251,48 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
             ),
         ));
     }
+    let profile = trimmed(opt_string(obj, "", "profile")?);
+    let role_arn = trimmed(opt_string(obj, "", "role_arn")?);
+    if let Some(r) = &role_arn {
+        let ok = r.starts_with("arn:aws") && r.contains(":iam::") && r.contains(":role/");
+        if !ok {
+            return Err(ConfigError::new(
+                "role_arn",
+                format!("{r:?} is not an IAM role ARN (like \"arn:aws:iam::123456789012:role/nomad-ecs\")"),
+            ));
+        }
+    }
+    let external_id = trimmed(opt_string(obj, "", "external_id")?);
+    if let Some(id) = &external_id {
+        let ok =
+            (2..=1224).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c));
+        if !ok {
+            return Err(ConfigError::new(
+                "external_id",
+                "must be 2 to 1224 characters of letters, digits and +=,.@:/-_ (as the role's trust policy expects it)",
+            ));
+        }
+        if role_arn.is_none() {
+            return Err(ConfigError::new(
+                "external_id",
+                "is only used with role_arn: set role_arn too, or remove it",
+            ));
+        }
+    }
+    let role_session_name = trimmed(opt_string(obj, "", "role_session_name")?);
+    if let Some(n) = &role_session_name {
+        let ok = (2..=64).contains(&n.len()) && n.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c));
+        if !ok {
+            return Err(ConfigError::new(
+                "role_session_name",
+                format!("{n:?} must be 2 to 64 characters of letters, digits and +=,.@-_"),
+            ));
+        }
+    }
+    let sts_endpoint = trimmed(opt_string(obj, "", "sts_endpoint")?).map(|e| e.trim_end_matches('/').to_string());
+    if let Some(e) = &sts_endpoint {
+        validate_endpoint(e).map_err(|err| ConfigError::new("sts_endpoint", err.message))?;
+    }
     Ok(DriverConfig {
         enabled,
         cluster,
@@ -259,7 +301,16 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
         poll_interval,
         connect_timeout,
         request_timeout,
+        profile,
+        role_arn,
+        external_id,
+        role_session_name,
+        sts_endpoint,
     })
+}
+
+fn trimmed(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
 /// `connect_timeout` / `request_timeout`: a duration between 100ms and 5m.

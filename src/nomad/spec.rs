@@ -61,6 +61,11 @@ pub fn plugin_config_spec() -> Spec {
         ("poll_interval", attr("poll_interval", "string")),
         ("connect_timeout", attr("connect_timeout", "string")),
         ("request_timeout", attr("request_timeout", "string")),
+        ("profile", attr("profile", "string")),
+        ("role_arn", attr("role_arn", "string")),
+        ("external_id", attr("external_id", "string")),
+        ("role_session_name", attr("role_session_name", "string")),
+        ("sts_endpoint", attr("sts_endpoint", "string")),
     ])
 }
 
@@ -138,9 +143,14 @@ mod tests {
                 "connect_timeout",
                 "enabled",
                 "endpoint",
+                "external_id",
                 "poll_interval",
+                "profile",
                 "region",
-                "request_timeout"
+                "request_timeout",
+                "role_arn",
+                "role_session_name",
+                "sts_endpoint"
             ]
         );
     }

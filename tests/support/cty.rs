@@ -148,6 +148,11 @@ pub fn plugin_config_with(
         ("poll_interval", opt(poll)),
         ("connect_timeout", Cty::Null),
         ("request_timeout", Cty::Null),
+        ("profile", Cty::Null),
+        ("role_arn", Cty::Null),
+        ("external_id", Cty::Null),
+        ("role_session_name", Cty::Null),
+        ("sts_endpoint", Cty::Null),
     ];
     for (k, v) in extra {
         entries.retain(|(key, _)| key != k);

@@ -135,9 +135,15 @@ never counted in ``/_test/calls`` and never subject to auth or faults.
 ``GET /_test/calls``
     -> ``{"RunTask": 3, "DescribeTasks": 10, ...}``: ECS operations received (X-Amz-Target
     ``AmazonEC2ContainerServiceV20141113.*``, faulted ones included) since start or the last reset.
+    Query-protocol calls (STS: form-encoded POSTs with an ``Action``) are counted under their Action too.
 ``POST /_test/calls/reset`` -> ``{"ok": true}``; clears counts and recorded bodies.
+``GET /_test/access-keys?operation=DescribeClusters`` -> ``["AKID...", null, ...]``: the access key id of each
+    recorded call's SigV4 signature, in order (null when the call was unsigned). ECS operations and STS Actions.
+``POST /_test/role`` body ``{"role_name": "..."}`` (optional) -> ``{"role_arn": "arn:aws:iam::123456789012:role/..."}``:
+    creates (or reuses) an IAM role anyone may assume (AssumeRole and AssumeRoleWithWebIdentity) with an allow-all
+    inline policy, so assumed-role credentials pass auth mode.
 ``GET /_test/last-request?operation=RunTask`` -> the last ECS request body of that operation, as parsed JSON
-    (a string if it was not JSON); 404 if none.
+    (a string if it was not JSON; for an STS Action the form as an object); 404 if none.
 ``GET /_test/requests?operation=RunTask`` -> list of all recorded bodies of that operation, oldest first
     (``[]`` if none).
 
@@ -272,6 +278,7 @@ class Emulator:
         self.calls: dict[str, int] = {}
         self.bodies: dict[str, list] = {}
         self.client_tokens: dict[str, str] = {}  # task ARN -> clientToken of the RunTask that made it
+        self.access_keys: dict[str, list] = {}  # operation -> access key id of each call's signature (or None)
         self.run_task_answers: dict[str, tuple[str, list, bytes]] = {}  # clientToken -> first 200 answer
         self.token_locks: dict[str, threading.Lock] = {}
         self.user_seq = itertools.count(1)
@@ -289,6 +296,8 @@ class Emulator:
             ("GET", "/_test/requests"): self.all_requests,
             ("POST", "/_test/auth-user"): self.auth_user,
             ("GET", "/_test/tasks"): self.list_tasks,
+            ("GET", "/_test/access-keys"): self.get_access_keys,
+            ("POST", "/_test/role"): self.create_role,
         }
 
     # ---- WSGI entry point ----------------------------------------------------------------------------------
@@ -300,6 +309,9 @@ class Emulator:
 
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target:
+            content_type = environ.get("CONTENT_TYPE", "")
+            if environ.get("REQUEST_METHOD") == "POST" and content_type.startswith("application/x-www-form-urlencoded"):
+                self.record_query_call(environ)
             return self.moto_app(environ, start_response)
 
         operation = target.rsplit(".", 1)[-1]
@@ -310,6 +322,7 @@ class Emulator:
             with self.lock:
                 self.calls[operation] = self.calls.get(operation, 0) + 1
                 self.bodies.setdefault(operation, []).append(body)
+                self.access_keys.setdefault(operation, []).append(signing_key(environ))
 
         fault = self.take_fault(operation, is_ecs)
         if fault is not None:
@@ -318,6 +331,17 @@ class Emulator:
         if is_ecs and operation == "RunTask" and isinstance(body, dict) and body.get("clientToken"):
             return self.run_task_recording_token(environ, start_response, str(body["clientToken"]))
         return self.moto_app(environ, start_response)
+
+    def record_query_call(self, environ):
+        """A query-protocol call (STS): counted, its form body and signing key kept, by its Action."""
+        form = {k: v[-1] for k, v in parse_qs(read_body(environ), keep_blank_values=True).items()}
+        action = form.get("Action")
+        if not action:
+            return
+        with self.lock:
+            self.calls[action] = self.calls.get(action, 0) + 1
+            self.bodies.setdefault(action, []).append(form)
+            self.access_keys.setdefault(action, []).append(signing_key(environ))
 
     def run_task_recording_token(self, environ, start_response, token: str):
         with self.lock:
@@ -637,6 +661,7 @@ class Emulator:
         with self.lock:
             self.calls.clear()
             self.bodies.clear()
+            self.access_keys.clear()
         return {"ok": True}
 
     def last_request(self, body, query):
@@ -646,6 +671,26 @@ class Emulator:
             if not bodies:
                 raise ControlError(404, f"no {operation} request recorded")
             return bodies[-1]
+
+    def get_access_keys(self, body, query):
+        operation = required_query(query, "operation")
+        with self.lock:
+            return list(self.access_keys.get(operation, []))
+
+    def create_role(self, body, query):
+        from moto.iam.models import iam_backends
+
+        iam = iam_backends[ACCOUNT_ID]["aws"]
+        name = body.get("role_name") or "nomad-ecs-test-role"
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"},
+                                                        "Action": ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity"]}]}
+        try:
+            role = iam.get_role(name)
+        except Exception:  # noqa: BLE001 - moto raises its own NoSuchEntity type
+            role = iam.create_role(name, json.dumps(trust), "/", None, "test role", [], None)
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.put_role_policy(name, "allow-all", json.dumps(policy))
+        return {"role_arn": role.arn}
 
     def all_requests(self, body, query):
         operation = required_query(query, "operation")
@@ -816,6 +861,15 @@ def read_body(environ) -> str:
     environ["wsgi.input"] = io.BytesIO(data)
     environ["CONTENT_LENGTH"] = str(len(data))
     return data.decode("utf-8", errors="replace")
+
+
+def signing_key(environ) -> str | None:
+    """The access key id in the SigV4 Authorization header's Credential=, if any."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    marker = "Credential="
+    if marker not in auth:
+        return None
+    return auth.split(marker, 1)[1].split("/", 1)[0].strip() or None
 
 
 def parse_json_or_text(raw: str):

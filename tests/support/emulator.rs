@@ -160,6 +160,22 @@ impl Emulator {
             .and_then(|t| t["last_status"].as_str().map(str::to_string))
     }
 
+    /// The access key id that signed each recorded call of `op` (None: unsigned).
+    pub fn access_keys(&self, op: &str) -> Vec<Option<String>> {
+        self.get(&format!("/_test/access-keys?operation={op}"))
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+
+    /// An IAM role anyone may assume, with an allow-all policy; returns its ARN.
+    pub fn create_role(&self, name: &str) -> String {
+        self.post("/_test/role", json!({"role_name": name}))["role_arn"]
+            .as_str()
+            .expect("role_arn")
+            .to_string()
+    }
+
     /// (access key id, secret) of an IAM user allowed everything (auth mode).
     pub fn auth_user(&self) -> (String, String) {
         let v = self.post("/_test/auth-user", json!({}));

@@ -95,6 +95,9 @@ impl Plugin {
             .env("PLUGIN_MAX_PORT", "25000")
             .env("PLUGIN_PROTOCOL_VERSIONS", "2")
             .env("NOMAD_DRIVER_ECS_LOG", "trace")
+            // Tests never leave loopback: no EC2 instance metadata unless a test points it at
+            // a server of its own.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -5,6 +5,7 @@
 pub mod cty;
 pub mod emulator;
 pub mod host;
+pub mod http_server;
 pub mod proxy;
 
 use std::time::Duration;
