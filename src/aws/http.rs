@@ -10,14 +10,18 @@ use std::time::{Duration, Instant, SystemTime};
 use super::credentials::CredentialSource;
 use super::error::{parse_error_response, truncate_chars, AwsError, ErrorKind};
 use super::sign::{host_header, sign_request, split_url};
+use super::transport::{ProxySettings, Transport};
 
-/// Timeouts of the HTTP client.
+/// How the HTTP client reaches AWS: timeouts, extra trusted CAs, proxies.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HttpConfig {
     /// Time to open the TCP connection.
     pub connect_timeout: Duration,
     /// Time for the whole request, connect included.
     pub request_timeout: Duration,
+    /// Extra CA certificates (PEM) trusted besides the system store.
+    pub ca_file: Option<std::path::PathBuf>,
+    pub proxy: ProxySettings,
 }
 
 impl Default for HttpConfig {
@@ -25,6 +29,8 @@ impl Default for HttpConfig {
         HttpConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            ca_file: None,
+            proxy: ProxySettings::default(),
         }
     }
 }
@@ -32,12 +38,35 @@ impl Default for HttpConfig {
 /// The public endpoint of `service` in `region`, e.g.
 /// `https://ecs.us-east-1.amazonaws.com` (`.amazonaws.com.cn` in China regions).
 pub fn default_endpoint(service: &str, region: &str) -> String {
-    let suffix = if region.starts_with("cn-") {
+    endpoint_for(service, region, false)
+}
+
+/// The DNS suffix of the partition `region` belongs to (aws, aws-cn, aws-us-gov, the ISO ones).
+pub fn dns_suffix(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
         "amazonaws.com.cn"
+    } else if region.starts_with("us-isob-") {
+        "sc2s.sgov.gov"
+    } else if region.starts_with("us-isof-") {
+        "csp.hci.ic.gov"
+    } else if region.starts_with("us-iso-") {
+        "c2s.ic.gov"
+    } else if region.starts_with("eu-isoe-") {
+        "cloud.adc-e.uk"
     } else {
+        // aws and aws-us-gov
         "amazonaws.com"
+    }
+}
+
+/// The regional endpoint of `service`, the FIPS one (`<service>-fips.<region>...`) if `fips`.
+pub fn endpoint_for(service: &str, region: &str, fips: bool) -> String {
+    let host = if fips {
+        format!("{service}-fips")
+    } else {
+        service.to_string()
     };
-    format!("https://{service}.{region}.{suffix}")
+    format!("https://{host}.{region}.{}", dns_suffix(region))
 }
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -118,7 +147,7 @@ impl JsonClient {
         } else {
             endpoint.clone()
         };
-        let agent = agent(cfg);
+        let agent = agent_for(cfg, &url)?;
         Ok(JsonClient {
             agent,
             endpoint,
@@ -268,9 +297,14 @@ impl JsonClient {
     }
 }
 
-/// A ureq agent with the timeouts of `cfg`, no redirects (they would break signatures) and our
-/// user agent.
-pub fn agent(cfg: &HttpConfig) -> ureq::Agent {
+/// The shared agent for requests to `url` under `cfg` (proxy, CA file, timeouts).
+pub fn agent_for(cfg: &HttpConfig, url: &str) -> Result<ureq::Agent, AwsError> {
+    Ok(Transport::shared(cfg)?.agent(url))
+}
+
+/// An agent for the local credential endpoints (instance metadata, container credentials):
+/// the timeouts of `cfg`, never a proxy, no redirects.
+pub fn local_agent(cfg: &HttpConfig) -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout_connect(cfg.connect_timeout)
         .timeout(cfg.request_timeout)
@@ -494,6 +528,38 @@ mod tests {
     }
 
     #[test]
+    fn partitions_and_fips() {
+        assert_eq!(
+            endpoint_for("ecs", "us-east-1", true),
+            "https://ecs-fips.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            endpoint_for("sts", "us-gov-west-1", true),
+            "https://sts-fips.us-gov-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            endpoint_for("ecs", "cn-northwest-1", false),
+            "https://ecs.cn-northwest-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            endpoint_for("ecs", "us-iso-east-1", false),
+            "https://ecs.us-iso-east-1.c2s.ic.gov"
+        );
+        assert_eq!(
+            endpoint_for("ecs", "us-isob-east-1", false),
+            "https://ecs.us-isob-east-1.sc2s.sgov.gov"
+        );
+        assert_eq!(
+            endpoint_for("ecs", "eu-isoe-west-1", false),
+            "https://ecs.eu-isoe-west-1.cloud.adc-e.uk"
+        );
+        assert_eq!(
+            endpoint_for("ecs", "us-isof-south-1", false),
+            "https://ecs.us-isof-south-1.csp.hci.ic.gov"
+        );
+    }
+
+    #[test]
     fn rejects_bad_configuration() {
         for ep in [
             "",
@@ -616,6 +682,7 @@ mod tests {
             &HttpConfig {
                 connect_timeout: Duration::from_secs(1),
                 request_timeout: Duration::from_millis(300),
+                ..HttpConfig::default()
             },
         )
         .unwrap();

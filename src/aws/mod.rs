@@ -6,6 +6,7 @@
 //! - [`credentials`]: where the access key comes from (the SDKs' chain), caching and refresh.
 //! - [`sts`]: AssumeRole and AssumeRoleWithWebIdentity (query protocol, XML).
 //! - [`sign`]: SigV4 headers for one request.
+//! - [`transport`]: proxies, TLS trust and the shared connection pool.
 //! - [`http`]: [`http::JsonClient`], one signed `POST` per call, errors mapped to [`AwsError`].
 //! - [`ecs`]: [`ecs::EcsClient`], typed ECS operations on top of the JSON client.
 //!
@@ -20,5 +21,6 @@ pub mod http;
 pub mod retry;
 pub mod sign;
 pub mod sts;
+pub mod transport;
 
 pub use error::{AwsError, ErrorKind};

@@ -42,13 +42,14 @@ impl std::fmt::Debug for StsClient {
 }
 
 impl StsClient {
-    pub fn new(endpoint: &str, region: &str, cfg: &HttpConfig) -> StsClient {
-        StsClient {
-            agent: http::agent(cfg),
-            endpoint: endpoint.trim().trim_end_matches('/').to_string(),
+    pub fn new(endpoint: &str, region: &str, cfg: &HttpConfig) -> Result<StsClient, AwsError> {
+        let endpoint = endpoint.trim().trim_end_matches('/').to_string();
+        Ok(StsClient {
+            agent: http::agent_for(cfg, &endpoint)?,
+            endpoint,
             region: region.to_string(),
             cfg: cfg.clone(),
-        }
+        })
     }
 
     pub fn endpoint(&self) -> &str {
@@ -115,9 +116,10 @@ impl StsClient {
     }
 }
 
-/// The public STS endpoint of `region` (regional, as the SDKs use by default now).
-pub fn default_endpoint(region: &str) -> String {
-    http::default_endpoint("sts", region)
+/// The public STS endpoint of `region` (regional, as the SDKs use by default now), or its FIPS
+/// endpoint.
+pub fn default_endpoint(region: &str, fips: bool) -> String {
+    http::endpoint_for("sts", region, fips)
 }
 
 /// Credentials from an STS answer (`<Credentials>` with AccessKeyId, SecretAccessKey,

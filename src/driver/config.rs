@@ -32,6 +32,10 @@ pub struct DriverConfig {
     pub role_session_name: Option<String>,
     /// STS API URL override.
     pub sts_endpoint: Option<String>,
+    /// Extra CA certificates (PEM) to trust for AWS endpoints.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// FIPS endpoints for ECS and STS (when no endpoint is given).
+    pub use_fips_endpoint: bool,
 }
 
 impl Default for DriverConfig {
@@ -49,6 +53,8 @@ impl Default for DriverConfig {
             external_id: None,
             role_session_name: None,
             sts_endpoint: None,
+            ca_file: None,
+            use_fips_endpoint: false,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::aws::ecs::{AwsVpcConfiguration, EcsClient, RunTaskInput};
 use crate::aws::http::HttpConfig;
 use crate::aws::retry::{with_retries, RetryPolicy};
 use crate::aws::sts::RoleRequest;
+use crate::aws::transport::ProxySettings;
 use crate::aws::{AwsError, ErrorKind};
 
 use config::{DriverConfig, TaskIdentity, TaskSpec};
@@ -234,10 +235,8 @@ impl Driver {
                 profile: cfg.profile.clone(),
                 region: cfg.region.clone(),
                 sts_endpoint: cfg.sts_endpoint.clone(),
-                http: HttpConfig {
-                    connect_timeout: cfg.connect_timeout,
-                    request_timeout: cfg.request_timeout,
-                },
+                use_fips: use_fips(cfg),
+                http: http_config(cfg),
             },
             role: cfg.role_arn.as_ref().map(|role| RoleRequest {
                 role_arn: role.clone(),
@@ -264,10 +263,7 @@ impl Driver {
 
     fn client(&self, region: &str, endpoint: Option<&str>) -> Result<Arc<EcsClient>, AwsError> {
         let cfg = self.config().unwrap_or_default();
-        let http = HttpConfig {
-            connect_timeout: cfg.connect_timeout,
-            request_timeout: cfg.request_timeout,
-        };
+        let http = http_config(&cfg);
         let credentials = self.credentials(&cfg);
         let key = (region.to_string(), endpoint.map(str::to_string), http.clone());
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
@@ -322,7 +318,7 @@ impl Driver {
             }
             Err(e) => return unhealthy(describe_aws_problem(&e, "AWS"), attributes),
         }
-        let client = match self.client(&region, cfg.endpoint.as_deref()) {
+        let client = match self.client(&region, ecs_endpoint(&cfg, &region).as_deref()) {
             Ok(c) => c,
             Err(e) => return unhealthy(format!("cannot set up the ECS client: {e}"), attributes),
         };
@@ -390,7 +386,8 @@ impl Driver {
         identity: TaskIdentity,
         spec: &TaskSpec,
     ) -> Result<Started, DriverError> {
-        let client = self.client(region, cfg.endpoint.as_deref()).map_err(DriverError::Aws)?;
+        let endpoint = ecs_endpoint(cfg, region);
+        let client = self.client(region, endpoint.as_deref()).map_err(DriverError::Aws)?;
         let input = RunTaskInput {
             cluster: cfg.cluster.clone(),
             task_definition: spec.task_definition.clone(),
@@ -447,7 +444,7 @@ impl Driver {
             task_arn: task.task_arn.clone(),
             cluster: cfg.cluster.clone(),
             region: region.to_string(),
-            endpoint: cfg.endpoint.clone(),
+            endpoint: endpoint.clone(),
             task_definition: spec.task_definition.clone(),
             started_at: SystemTime::now(),
             stdout_path: identity.stdout_path.clone(),
@@ -461,7 +458,7 @@ impl Driver {
             &task.last_status,
             Arc::clone(&self.shared),
         )
-        .map_err(|e| self.leak_guard(&task.task_arn, &cfg.cluster, region, cfg.endpoint.as_deref(), e))?;
+        .map_err(|e| self.leak_guard(&task.task_arn, &cfg.cluster, region, endpoint.as_deref(), e))?;
         self.tasks()
             .insert(identity.id.clone(), Slot::Tracked(Arc::clone(&entry)));
         self.shared.events.publish(
@@ -661,6 +658,44 @@ impl Driver {
 
     pub fn task_count(&self) -> usize {
         self.tasks().len()
+    }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// FIPS endpoints: the `use_fips_endpoint` option, or `AWS_USE_FIPS_ENDPOINT=true`.
+fn use_fips(cfg: &DriverConfig) -> bool {
+    cfg.use_fips_endpoint || env_var("AWS_USE_FIPS_ENDPOINT").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The ECS endpoint: the `endpoint` option, else `AWS_ENDPOINT_URL_ECS`, else
+/// `AWS_ENDPOINT_URL`, else the FIPS endpoint when asked for; None: the regional default.
+pub fn ecs_endpoint(cfg: &DriverConfig, region: &str) -> Option<String> {
+    cfg.endpoint
+        .clone()
+        .or_else(|| env_var("AWS_ENDPOINT_URL_ECS"))
+        .or_else(|| env_var("AWS_ENDPOINT_URL"))
+        .map(|e| e.trim_end_matches('/').to_string())
+        .or_else(|| use_fips(cfg).then(|| crate::aws::http::endpoint_for("ecs", region, true)))
+}
+
+/// How the AWS clients connect: the stanza's timeouts and `ca_file` (else `AWS_CA_BUNDLE`), and
+/// the proxies of the agent's environment.
+pub fn http_config(cfg: &DriverConfig) -> HttpConfig {
+    let env = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+    HttpConfig {
+        connect_timeout: cfg.connect_timeout,
+        request_timeout: cfg.request_timeout,
+        ca_file: cfg
+            .ca_file
+            .clone()
+            .or_else(|| env("AWS_CA_BUNDLE").map(std::path::PathBuf::from)),
+        proxy: ProxySettings::from_env(&env),
     }
 }
 

@@ -293,6 +293,18 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
     if let Some(e) = &sts_endpoint {
         validate_endpoint(e).map_err(|err| ConfigError::new("sts_endpoint", err.message))?;
     }
+    let ca_file = trimmed(opt_string(obj, "", "ca_file")?).map(std::path::PathBuf::from);
+    if let Some(f) = &ca_file {
+        if let Err(e) = std::fs::metadata(f) {
+            return Err(ConfigError::new(
+                "ca_file",
+                format!(
+                    "cannot read {} ({e}): give the path of a PEM file with the CA certificates to trust",
+                    f.display()
+                ),
+            ));
+        }
+    }
     Ok(DriverConfig {
         enabled,
         cluster,
@@ -301,6 +313,8 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
         poll_interval,
         connect_timeout,
         request_timeout,
+        ca_file,
+        use_fips_endpoint: opt_bool(obj, "", "use_fips_endpoint")?.unwrap_or(false),
         profile,
         role_arn,
         external_id,

@@ -66,6 +66,11 @@ pub fn plugin_config_spec() -> Spec {
         ("external_id", attr("external_id", "string")),
         ("role_session_name", attr("role_session_name", "string")),
         ("sts_endpoint", attr("sts_endpoint", "string")),
+        ("ca_file", attr("ca_file", "string")),
+        (
+            "use_fips_endpoint",
+            with_default(attr("use_fips_endpoint", "bool"), "false"),
+        ),
     ])
 }
 
@@ -139,6 +144,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "ca_file",
                 "cluster",
                 "connect_timeout",
                 "enabled",
@@ -150,7 +156,8 @@ mod tests {
                 "request_timeout",
                 "role_arn",
                 "role_session_name",
-                "sts_endpoint"
+                "sts_endpoint",
+                "use_fips_endpoint"
             ]
         );
     }

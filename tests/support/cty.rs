@@ -153,10 +153,18 @@ pub fn plugin_config_with(
         ("external_id", Cty::Null),
         ("role_session_name", Cty::Null),
         ("sts_endpoint", Cty::Null),
+        ("ca_file", Cty::Null),
+        // A default literal in the schema: Nomad always sends a bool.
+        ("use_fips_endpoint", Cty::Bool(false)),
     ];
     for (k, v) in extra {
         entries.retain(|(key, _)| key != k);
-        entries.push((k, s(v)));
+        let value = match *v {
+            "true" => Cty::Bool(true),
+            "false" => Cty::Bool(false),
+            other => s(other),
+        };
+        entries.push((k, value));
     }
     encode(&obj(entries))
 }

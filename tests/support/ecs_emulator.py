@@ -13,6 +13,8 @@ Command line
     python3 tests/support/ecs_emulator.py [--port N] [--auth]
 
 ``--port N``  port to listen on, 127.0.0.1 only; 0 (the default) picks a free port.
+``--tls-dir D`` serve HTTPS (not HTTP) with a certificate for localhost and 127.0.0.1 from a CA made at start;
+              the CA certificate is written to ``D/ca.pem`` before READY. Control endpoints are HTTPS too.
 ``--auth``    signature checking on from the start, with no free calls: only requests signed with a key
               from ``POST /_test/auth-user`` pass. Without ``--auth`` any credentials are accepted (the env
               variable INITIAL_NO_AUTH_ACTION_COUNT is ignored either way).
@@ -991,10 +993,80 @@ def warm_up(moto_app) -> None:
             log.warning("warm-up %s failed:\n%s", target, traceback.format_exc())
 
 
+def make_tls(directory: str):
+    """A new CA and a server certificate for localhost / 127.0.0.1 signed by it (ECDSA P-256, one day).
+    Writes ``ca.pem`` (the CA certificate, for the client to trust), ``server.pem`` and ``server.key``."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    os.makedirs(directory, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ecs-emulator test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path = os.path.join(directory, "ca.pem")
+    cert_path = os.path.join(directory, "server.pem")
+    key_path = os.path.join(directory, "server.key")
+    with open(ca_path, "wb") as f:
+        f.write(ca.public_bytes(serialization.Encoding.PEM))
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: pick a free one)")
     parser.add_argument("--auth", action="store_true", help="check request signatures from the start")
+    parser.add_argument(
+        "--tls-dir", help="serve HTTPS with a certificate from a fresh test CA; writes ca.pem into this directory"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
 
@@ -1038,7 +1110,10 @@ def main(argv: list[str] | None = None) -> None:
     ActionAuthenticatorMixin.request_count = 0
 
     emulator = Emulator(moto_app, auth=args.auth)
-    server = make_server("127.0.0.1", args.port, emulator, threaded=True, request_handler=make_reset_handler())
+    ssl_context = make_tls(args.tls_dir) if args.tls_dir else None
+    server = make_server(
+        "127.0.0.1", args.port, emulator, threaded=True, request_handler=make_reset_handler(), ssl_context=ssl_context
+    )
     emulator.port = server.socket.getsockname()[1]
     log.info("listening on 127.0.0.1:%d after %.2f s", emulator.port, time.monotonic() - started)
 

@@ -16,6 +16,8 @@ pub struct Emulator {
     _stdin: ChildStdin,
     pub port: u16,
     agent: ureq::Agent,
+    /// `https` when started with [`Emulator::start_tls`].
+    scheme: &'static str,
 }
 
 /// The Python interpreter that has moto (CI points this at its venv).
@@ -25,19 +27,28 @@ pub fn python() -> String {
 
 impl Emulator {
     pub fn start() -> Emulator {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
     pub fn start_auth() -> Emulator {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
-    fn start_with(auth: bool) -> Emulator {
+    /// Serving HTTPS with a certificate from a CA made at start; its certificate is written
+    /// to `dir/ca.pem`.
+    pub fn start_tls(dir: &std::path::Path) -> Emulator {
+        Self::start_with(false, Some(dir))
+    }
+
+    fn start_with(auth: bool, tls_dir: Option<&std::path::Path>) -> Emulator {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/ecs_emulator.py");
         let mut cmd = Command::new(python());
         cmd.arg(script).arg("--port").arg("0");
         if auth {
             cmd.arg("--auth");
+        }
+        if let Some(d) = tls_dir {
+            cmd.arg("--tls-dir").arg(d);
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -69,17 +80,21 @@ impl Emulator {
                     python()
                 )
             });
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+        let mut agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30));
+        if let Some(d) = tls_dir {
+            agent = agent.tls_config(std::sync::Arc::new(trusting(&d.join("ca.pem"))));
+        }
         Emulator {
             child,
             _stdin: stdin,
             port,
-            agent,
+            agent: agent.build(),
+            scheme: if tls_dir.is_some() { "https" } else { "http" },
         }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     fn url(&self, path: &str) -> String {
@@ -191,4 +206,18 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A TLS client config that trusts only the CA certificate at `ca`.
+fn trusting(ca: &std::path::Path) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("ca.pem") {
+        roots.add(cert.expect("CA certificate")).expect("usable CA");
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }

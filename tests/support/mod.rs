@@ -2,6 +2,7 @@
 //! cty-msgpack encoding, and the ECS emulator launcher.
 #![allow(dead_code)]
 
+pub mod connect_proxy;
 pub mod cty;
 pub mod emulator;
 pub mod host;

@@ -10,10 +10,8 @@ use crate::aws::error::{truncate_chars, AwsError};
 use crate::aws::http::{self, HttpConfig};
 
 const ECS_HOST: &str = "http://169.254.170.2";
-const TIMEOUTS: HttpConfig = HttpConfig {
-    connect_timeout: Duration::from_secs(2),
-    request_timeout: Duration::from_secs(5),
-};
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the container credentials live, if the environment says so. Err: a setting that
 /// cannot be used (e.g. a plain-http full URI to a host that is not allowed).
@@ -89,13 +87,13 @@ fn auth_token(env: &EnvLookup) -> Result<Option<String>, AwsError> {
 /// Fetches the container's credentials from `endpoint`.
 pub fn credentials(endpoint: &str, env: &EnvLookup) -> Result<Credentials, AwsError> {
     let fail = |what: String| cred_error(format!("container credentials at {endpoint}: {what}"));
-    let agent = http::agent(&TIMEOUTS);
+    let agent = http::local_agent(&timeouts());
     let mut req = agent.get(endpoint);
     if let Some(t) = auth_token(env)? {
         req = req.set("authorization", &t);
     }
     let (status, body) =
-        http::exchange(req, None, "container credentials", endpoint, &TIMEOUTS).map_err(|e| fail(e.message))?;
+        http::exchange(req, None, "container credentials", endpoint, &timeouts()).map_err(|e| fail(e.message))?;
     if status != 200 {
         // The body of an error answer is the agent's message; it never holds credentials.
         return Err(fail(format!("HTTP {status}: {}", truncate_chars(body.trim(), 200))));
@@ -104,6 +102,14 @@ pub fn credentials(endpoint: &str, env: &EnvLookup) -> Result<Credentials, AwsEr
         serde_json::from_str(&body).map_err(|e| fail(format!("the answer is not JSON ({e})")))?;
     credentials_from_json(&v, &format!("container credentials ({endpoint})"))
         .map_err(|missing| fail(format!("the answer lacks {missing}")))
+}
+
+fn timeouts() -> HttpConfig {
+    HttpConfig {
+        connect_timeout: CONNECT_TIMEOUT,
+        request_timeout: REQUEST_TIMEOUT,
+        ..HttpConfig::default()
+    }
 }
 
 #[cfg(test)]

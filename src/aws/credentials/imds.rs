@@ -16,10 +16,8 @@ const TOKEN_TTL: Duration = Duration::from_secs(21_600);
 const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 /// A non-EC2 host must not hold up the chain: 1 s to connect, 2 s per request.
-const TIMEOUTS: HttpConfig = HttpConfig {
-    connect_timeout: Duration::from_secs(1),
-    request_timeout: Duration::from_secs(2),
-};
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The instance metadata service of this host.
 pub struct Imds {
@@ -57,7 +55,7 @@ impl Imds {
     pub fn new(endpoint: &str) -> Imds {
         Imds {
             endpoint: endpoint.trim_end_matches('/').to_string(),
-            agent: http::agent(&TIMEOUTS),
+            agent: http::local_agent(&timeouts()),
             token: Mutex::new(None),
         }
     }
@@ -84,7 +82,7 @@ impl Imds {
             .agent
             .put(&url)
             .set(TOKEN_TTL_HEADER, &TOKEN_TTL.as_secs().to_string());
-        let (status, body) = http::exchange(req, Some(b""), "IMDS token", &self.endpoint, &TIMEOUTS)
+        let (status, body) = http::exchange(req, Some(b""), "IMDS token", &self.endpoint, &timeouts())
             .map_err(|e| self.fail(format!("no session token ({})", e.message)))?;
         if status != 200 || body.trim().is_empty() {
             return Err(self.fail(format!(
@@ -103,7 +101,7 @@ impl Imds {
             let token = self.session_token(fresh)?;
             let url = format!("{}{path}", self.endpoint);
             let req = self.agent.get(&url).set(TOKEN_HEADER, &token);
-            let (status, body) = http::exchange(req, None, "IMDS", &self.endpoint, &TIMEOUTS)
+            let (status, body) = http::exchange(req, None, "IMDS", &self.endpoint, &timeouts())
                 .map_err(|e| self.fail(format!("GET {path} failed ({})", e.message)))?;
             match status {
                 200 => return Ok(body),
@@ -169,6 +167,14 @@ pub fn credentials_from_json(v: &serde_json::Value, provider: &str) -> Result<Cr
         Err(_) => None,
     };
     Ok(Credentials::new(key, secret, token, expiry, provider))
+}
+
+fn timeouts() -> HttpConfig {
+    HttpConfig {
+        connect_timeout: CONNECT_TIMEOUT,
+        request_timeout: REQUEST_TIMEOUT,
+        ..HttpConfig::default()
+    }
 }
 
 #[cfg(test)]

@@ -108,6 +108,8 @@ pub struct ChainSettings {
     pub region: Option<String>,
     /// STS endpoint; None → `AWS_ENDPOINT_URL_STS` → `AWS_ENDPOINT_URL` → the regional endpoint.
     pub sts_endpoint: Option<String>,
+    /// Use STS's FIPS endpoint when no endpoint is given.
+    pub use_fips: bool,
     pub http: HttpConfig,
 }
 
@@ -213,7 +215,7 @@ impl DefaultChain {
     }
 
     /// The STS client for roles the chain assumes.
-    pub fn sts(&self) -> StsClient {
+    pub fn sts(&self) -> Result<StsClient, AwsError> {
         let region = self
             .settings
             .region
@@ -226,8 +228,9 @@ impl DefaultChain {
             .clone()
             .or_else(|| self.var("AWS_ENDPOINT_URL_STS"))
             .or_else(|| self.var("AWS_ENDPOINT_URL"))
-            .unwrap_or_else(|| sts::default_endpoint(&region));
+            .unwrap_or_else(|| sts::default_endpoint(&region, self.settings.use_fips));
         StsClient::new(&endpoint, &region, &self.settings.http)
+            .map_err(|e| cred_error(format!("cannot set up STS at {endpoint}: {e}")))
     }
 
     fn web_identity(&self, token_file: &str, role_arn: &str, session: Option<String>) -> Result<Credentials, AwsError> {
@@ -243,7 +246,7 @@ impl DefaultChain {
             external_id: None,
             duration: sts::DEFAULT_DURATION,
         };
-        let sts = self.sts();
+        let sts = self.sts()?;
         sts.assume_role_with_web_identity(&req, token.trim()).map_err(|e| {
             cred_error(format!(
                 "web identity: AssumeRoleWithWebIdentity for {} at {} failed: {e}",
@@ -399,7 +402,7 @@ impl DefaultChain {
                 external_id: get("external_id"),
                 duration,
             };
-            let sts = self.sts();
+            let sts = self.sts()?;
             return sts.assume_role(&base, &req).map(Some).map_err(|e| {
                 cred_error(format!(
                     "{where_}: assuming role {role} at {} with credentials from {} failed: {e}",
@@ -538,24 +541,26 @@ impl CredentialSource for DefaultChain {
 /// A role assumed on top of another source (the plugin's `role_arn` option).
 pub struct AssumeRole {
     base: Arc<dyn CredentialSource>,
-    sts: StsClient,
+    /// Err: STS cannot be reached as configured (e.g. a bad proxy setting); every call says so.
+    sts: Result<StsClient, AwsError>,
     request: RoleRequest,
 }
 
 impl AssumeRole {
-    pub fn new(base: Arc<dyn CredentialSource>, sts: StsClient, request: RoleRequest) -> Self {
+    pub fn new(base: Arc<dyn CredentialSource>, sts: Result<StsClient, AwsError>, request: RoleRequest) -> Self {
         AssumeRole { base, sts, request }
     }
 }
 
 impl CredentialSource for AssumeRole {
     fn credentials(&self) -> Result<Credentials, AwsError> {
+        let sts = self.sts.as_ref().map_err(Clone::clone)?;
         let base = self.base.credentials()?;
-        self.sts.assume_role(&base, &self.request).map_err(|e| {
+        sts.assume_role(&base, &self.request).map_err(|e| {
             cred_error(format!(
                 "assuming role {} (plugin option role_arn) at {} with credentials from {} failed: {e}",
                 self.request.role_arn,
-                self.sts.endpoint(),
+                sts.endpoint(),
                 base.provider
             ))
         })
