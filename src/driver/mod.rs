@@ -797,6 +797,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ecs_endpoint_option_and_fips() {
+        let mut cfg = DriverConfig {
+            endpoint: Some("http://127.0.0.1:4566/".into()),
+            ..Default::default()
+        };
+        assert_eq!(ecs_endpoint(&cfg, "us-east-1").as_deref(), Some("http://127.0.0.1:4566"));
+        cfg.endpoint = None;
+        cfg.use_fips_endpoint = true;
+        if env_var("AWS_ENDPOINT_URL_ECS").is_none() && env_var("AWS_ENDPOINT_URL").is_none() {
+            assert_eq!(
+                ecs_endpoint(&cfg, "us-gov-west-1").as_deref(),
+                Some("https://ecs-fips.us-gov-west-1.amazonaws.com")
+            );
+        }
+    }
+
+    #[test]
     fn client_token_is_deterministic_and_fits_ecs() {
         let a = client_token("0a1b2c3d-1111-2222-3333-444455556666/http-server/3f2a9c1e");
         assert_eq!(a.len(), 64);
