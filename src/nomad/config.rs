@@ -670,8 +670,8 @@ mod tests {
         assert_eq!(parse_duration(""), None);
     }
 
-    /// Found with the msgpack_config fuzz target: two parts that each fit a Duration but not
-    /// their sum panicked ("overflow when adding durations") instead of being refused.
+    /// Found while writing the msgpack_config fuzz target, which confirmed it: two parts that
+    /// each fit a Duration but not their sum panicked ("overflow when adding durations").
     #[test]
     fn duration_sum_past_duration_range_is_refused() {
         let huge = "10000000000000000000s10000000000000000000s";
