@@ -281,8 +281,8 @@ fn essential_container_codes_decide_and_missing_codes_fail_with_the_reason() {
     assert!(r.err.contains("CannotPullContainerError"), "{}", r.err);
     assert_eq!(
         emu.call_count("DescribeTaskDefinition"),
-        1,
-        "task definition read once and cached"
+        2,
+        "a bare family is read at each start (for the environment's containers); the watcher reuses that read"
     );
 }
 

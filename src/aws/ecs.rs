@@ -47,16 +47,69 @@ pub struct AwsVpcConfiguration {
     pub assign_public_ip: Option<String>,
 }
 
+/// One entry of RunTask's `capacityProviderStrategy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapacityProviderStrategyItem {
+    pub capacity_provider: String,
+    pub weight: Option<u32>,
+    pub base: Option<u32>,
+}
+
+/// A `placementConstraints` (`type` + `expression`) or `placementStrategy` (`type` + `field`)
+/// entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub kind: String,
+    pub value: Option<String>,
+}
+
+/// One entry of `overrides.containerOverrides`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerOverride {
+    pub name: String,
+    pub command: Option<Vec<String>>,
+    /// In the order given (ECS keeps the last value of a repeated name).
+    pub environment: Vec<(String, String)>,
+    pub cpu: Option<u32>,
+    pub memory: Option<u32>,
+    pub memory_reservation: Option<u32>,
+}
+
+/// RunTask's `overrides`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskOverride {
+    pub task_role_arn: Option<String>,
+    pub execution_role_arn: Option<String>,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub container_overrides: Vec<ContainerOverride>,
+}
+
+impl TaskOverride {
+    pub fn is_empty(&self) -> bool {
+        *self == TaskOverride::default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunTaskInput {
     pub cluster: String,
     pub task_definition: String,
     /// `FARGATE`, `EC2`, `EXTERNAL`, ...; omitted when None.
     pub launch_type: Option<String>,
+    pub capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
+    pub platform_version: Option<String>,
     pub network: Option<AwsVpcConfiguration>,
     pub started_by: Option<String>,
     pub client_token: Option<String>,
     pub tags: Vec<(String, String)>,
+    pub enable_execute_command: Option<bool>,
+    pub enable_ecs_managed_tags: Option<bool>,
+    pub propagate_tags: Option<String>,
+    pub placement_constraints: Vec<Placement>,
+    pub placement_strategy: Vec<Placement>,
+    pub group: Option<String>,
+    pub overrides: TaskOverride,
     /// Always 1 from the driver; 0 is sent as 1.
     pub count: u32,
 }
@@ -67,10 +120,19 @@ impl Default for RunTaskInput {
             cluster: String::new(),
             task_definition: String::new(),
             launch_type: None,
+            capacity_provider_strategy: Vec::new(),
+            platform_version: None,
             network: None,
             started_by: None,
             client_token: None,
             tags: Vec::new(),
+            enable_execute_command: None,
+            enable_ecs_managed_tags: None,
+            propagate_tags: None,
+            placement_constraints: Vec::new(),
+            placement_strategy: Vec::new(),
+            group: None,
+            overrides: TaskOverride::default(),
             count: 1,
         }
     }
@@ -256,8 +318,121 @@ pub fn run_task_request(input: &RunTaskInput) -> Value {
             .collect();
         body.insert("tags".into(), Value::Array(tags));
     }
+    if !input.capacity_provider_strategy.is_empty() {
+        let items: Vec<Value> = input
+            .capacity_provider_strategy
+            .iter()
+            .map(|c| {
+                let mut m = Map::new();
+                m.insert("capacityProvider".into(), json!(c.capacity_provider));
+                if let Some(w) = c.weight {
+                    m.insert("weight".into(), json!(w));
+                }
+                if let Some(b) = c.base {
+                    m.insert("base".into(), json!(b));
+                }
+                Value::Object(m)
+            })
+            .collect();
+        body.insert("capacityProviderStrategy".into(), Value::Array(items));
+    }
+    let mut put_str = |key: &str, v: &Option<String>| {
+        if let Some(v) = v.as_deref().filter(|s| !s.is_empty()) {
+            body.insert(key.into(), json!(v));
+        }
+    };
+    put_str("platformVersion", &input.platform_version);
+    put_str("propagateTags", &input.propagate_tags);
+    put_str("group", &input.group);
+    if let Some(b) = input.enable_execute_command {
+        body.insert("enableExecuteCommand".into(), json!(b));
+    }
+    if let Some(b) = input.enable_ecs_managed_tags {
+        body.insert("enableECSManagedTags".into(), json!(b));
+    }
+    let placements = |items: &[Placement], value_key: &str| -> Value {
+        Value::Array(
+            items
+                .iter()
+                .map(|p| {
+                    let mut m = Map::new();
+                    m.insert("type".into(), json!(p.kind));
+                    if let Some(v) = p.value.as_deref().filter(|s| !s.is_empty()) {
+                        m.insert(value_key.into(), json!(v));
+                    }
+                    Value::Object(m)
+                })
+                .collect(),
+        )
+    };
+    if !input.placement_constraints.is_empty() {
+        body.insert(
+            "placementConstraints".into(),
+            placements(&input.placement_constraints, "expression"),
+        );
+    }
+    if !input.placement_strategy.is_empty() {
+        body.insert(
+            "placementStrategy".into(),
+            placements(&input.placement_strategy, "field"),
+        );
+    }
+    if !input.overrides.is_empty() {
+        body.insert("overrides".into(), overrides_json(&input.overrides));
+    }
     Value::Object(body)
 }
+
+/// RunTask's `overrides` object (ECS limits its JSON to 8192 bytes; see [`MAX_OVERRIDES_BYTES`]).
+pub fn overrides_json(o: &TaskOverride) -> Value {
+    let mut m = Map::new();
+    for (key, v) in [
+        ("taskRoleArn", &o.task_role_arn),
+        ("executionRoleArn", &o.execution_role_arn),
+        ("cpu", &o.cpu),
+        ("memory", &o.memory),
+    ] {
+        if let Some(v) = v.as_deref().filter(|s| !s.is_empty()) {
+            m.insert(key.into(), json!(v));
+        }
+    }
+    if !o.container_overrides.is_empty() {
+        let list: Vec<Value> = o
+            .container_overrides
+            .iter()
+            .map(|c| {
+                let mut cm = Map::new();
+                cm.insert("name".into(), json!(c.name));
+                if let Some(cmd) = &c.command {
+                    cm.insert("command".into(), json!(cmd));
+                }
+                if !c.environment.is_empty() {
+                    let env: Vec<Value> = c
+                        .environment
+                        .iter()
+                        .map(|(k, v)| json!({ "name": k, "value": v }))
+                        .collect();
+                    cm.insert("environment".into(), Value::Array(env));
+                }
+                for (key, v) in [
+                    ("cpu", c.cpu),
+                    ("memory", c.memory),
+                    ("memoryReservation", c.memory_reservation),
+                ] {
+                    if let Some(v) = v {
+                        cm.insert(key.into(), json!(v));
+                    }
+                }
+                Value::Object(cm)
+            })
+            .collect();
+        m.insert("containerOverrides".into(), Value::Array(list));
+    }
+    Value::Object(m)
+}
+
+/// ECS's limit on the size of RunTask's `overrides` JSON.
+pub const MAX_OVERRIDES_BYTES: usize = 8192;
 
 /// The StopTask request body.
 pub fn stop_task_request(cluster: &str, task: &str, reason: &str) -> Value {
@@ -442,6 +617,71 @@ mod tests {
     use super::*;
 
     #[test]
+    fn run_task_request_options_follow_the_api_model() {
+        let input = RunTaskInput {
+            cluster: "c".into(),
+            task_definition: "web".into(),
+            capacity_provider_strategy: vec![
+                CapacityProviderStrategyItem {
+                    capacity_provider: "FARGATE_SPOT".into(),
+                    weight: Some(3),
+                    base: None,
+                },
+                CapacityProviderStrategyItem {
+                    capacity_provider: "FARGATE".into(),
+                    weight: Some(1),
+                    base: Some(1),
+                },
+            ],
+            platform_version: Some("1.4.0".into()),
+            enable_execute_command: Some(true),
+            enable_ecs_managed_tags: Some(false),
+            propagate_tags: Some("TASK_DEFINITION".into()),
+            placement_constraints: vec![Placement {
+                kind: "memberOf".into(),
+                value: Some("attribute:ecs.instance-type =~ t3.*".into()),
+            }],
+            placement_strategy: vec![Placement {
+                kind: "spread".into(),
+                value: Some("attribute:ecs.availability-zone".into()),
+            }],
+            group: Some("family:web".into()),
+            overrides: TaskOverride {
+                task_role_arn: Some("arn:aws:iam::1:role/t".into()),
+                execution_role_arn: None,
+                cpu: Some("512".into()),
+                memory: None,
+                container_overrides: vec![ContainerOverride {
+                    name: "app".into(),
+                    command: Some(vec!["serve".into()]),
+                    environment: vec![("A".into(), "1".into())],
+                    cpu: None,
+                    memory: Some(256),
+                    memory_reservation: Some(128),
+                }],
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            run_task_request(&input),
+            json!({
+                "cluster": "c", "taskDefinition": "web", "count": 1,
+                "capacityProviderStrategy": [
+                    {"capacityProvider": "FARGATE_SPOT", "weight": 3},
+                    {"capacityProvider": "FARGATE", "weight": 1, "base": 1}],
+                "platformVersion": "1.4.0", "enableExecuteCommand": true, "enableECSManagedTags": false,
+                "propagateTags": "TASK_DEFINITION",
+                "placementConstraints": [{"type": "memberOf", "expression": "attribute:ecs.instance-type =~ t3.*"}],
+                "placementStrategy": [{"type": "spread", "field": "attribute:ecs.availability-zone"}],
+                "group": "family:web",
+                "overrides": {"taskRoleArn": "arn:aws:iam::1:role/t", "cpu": "512", "containerOverrides": [
+                    {"name": "app", "command": ["serve"], "environment": [{"name": "A", "value": "1"}],
+                     "memory": 256, "memoryReservation": 128}]}
+            })
+        );
+    }
+
+    #[test]
     fn run_task_request_full() {
         let input = RunTaskInput {
             cluster: "c1".into(),
@@ -456,6 +696,7 @@ mod tests {
             client_token: Some("alloc-1-task".into()),
             tags: vec![("nomad:alloc".into(), "a1".into()), ("k".into(), "".into())],
             count: 1,
+            ..Default::default()
         };
         assert_eq!(
             run_task_request(&input),

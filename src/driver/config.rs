@@ -97,12 +97,68 @@ pub struct VpcConfig {
     pub assign_public_ip: Option<String>,
 }
 
-/// The task stanza (`config { task { ... } }`), validated.
+pub use crate::aws::ecs::{CapacityProviderStrategyItem, ContainerOverride, Placement};
+
+/// The task stanza (`config { task { ... } }`), validated. Options are named as RunTask's
+/// fields, in snake_case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskSpec {
     pub task_definition: String,
     pub launch_type: Option<LaunchType>,
     pub vpc: Option<VpcConfig>,
+    /// Per-task cluster; None: the plugin's.
+    pub cluster: Option<String>,
+    pub capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
+    pub platform_version: Option<String>,
+    pub enable_execute_command: Option<bool>,
+    pub enable_ecs_managed_tags: Option<bool>,
+    /// `TASK_DEFINITION`, `SERVICE` or `NONE`.
+    pub propagate_tags: Option<String>,
+    /// The job's own tags (the driver adds the Nomad identity tags).
+    pub tags: Vec<(String, String)>,
+    pub placement_constraints: Vec<Placement>,
+    pub placement_strategy: Vec<Placement>,
+    pub group: Option<String>,
+    /// Replaces the driver's own `startedBy`.
+    pub started_by: Option<String>,
+    pub task_role_arn: Option<String>,
+    pub execution_role_arn: Option<String>,
+    /// Task-level cpu and memory overrides, as ECS writes them (`"512"`, `"1 vCPU"`, `"2GB"`).
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub container_overrides: Vec<ContainerOverride>,
+    /// Pass the Nomad task's environment (its `env` and the NOMAD_* variables) to containers.
+    pub inject_env: bool,
+    /// The containers that get it; None: every essential container of the task definition.
+    pub env_containers: Option<Vec<String>>,
+}
+
+impl Default for TaskSpec {
+    fn default() -> Self {
+        TaskSpec {
+            task_definition: String::new(),
+            launch_type: None,
+            vpc: None,
+            cluster: None,
+            capacity_provider_strategy: Vec::new(),
+            platform_version: None,
+            enable_execute_command: None,
+            enable_ecs_managed_tags: None,
+            propagate_tags: None,
+            tags: Vec::new(),
+            placement_constraints: Vec::new(),
+            placement_strategy: Vec::new(),
+            group: None,
+            started_by: None,
+            task_role_arn: None,
+            execution_role_arn: None,
+            cpu: None,
+            memory: None,
+            container_overrides: Vec::new(),
+            inject_env: true,
+            env_containers: None,
+        }
+    }
 }
 
 /// Who a task is in Nomad's eyes: what events, stop reasons and tags name.

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod events;
 pub mod exit;
+pub mod overrides;
 pub mod poller;
 pub mod state;
 pub mod task;
@@ -347,8 +348,14 @@ impl Driver {
         }
     }
 
-    /// StartTask: one ECS task for one Nomad task id.
-    pub fn start_task(&self, identity: TaskIdentity, spec: TaskSpec) -> Result<Started, DriverError> {
+    /// StartTask: one ECS task for one Nomad task id. `env` is the Nomad task's environment
+    /// (TaskConfig.env), passed to containers per the spec's `inject_env`.
+    pub fn start_task(
+        &self,
+        identity: TaskIdentity,
+        spec: TaskSpec,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Started, DriverError> {
         let cfg = self
             .config()
             .ok_or_else(|| DriverError::NotReady("the plugin has not been configured (SetConfig) yet".into()))?;
@@ -372,7 +379,7 @@ impl Driver {
             }
             tasks.insert(identity.id.clone(), Slot::Starting);
         }
-        let result = self.run_and_track(&cfg, &region, identity.clone(), &spec);
+        let result = self.run_and_track(&cfg, &region, identity.clone(), &spec, env);
         if result.is_err() {
             self.tasks().remove(&identity.id);
         }
@@ -385,21 +392,43 @@ impl Driver {
         region: &str,
         identity: TaskIdentity,
         spec: &TaskSpec,
+        env: &BTreeMap<String, String>,
     ) -> Result<Started, DriverError> {
         let endpoint = ecs_endpoint(cfg, region);
         let client = self.client(region, endpoint.as_deref()).map_err(DriverError::Aws)?;
+        let cluster = spec.cluster.clone().unwrap_or_else(|| cfg.cluster.clone());
+        let essential = if overrides::needs_essential_containers(spec, env) {
+            self.essential_containers(&client, &spec.task_definition)?
+        } else {
+            Vec::new()
+        };
+        let task_overrides = overrides::build(spec, env, &essential).map_err(|e| DriverError::InvalidConfig {
+            field: e.field.to_string(),
+            message: e.message,
+        })?;
+        let mut tags = identity_tags(&identity);
+        tags.extend(spec.tags.iter().cloned());
         let input = RunTaskInput {
-            cluster: cfg.cluster.clone(),
+            cluster: cluster.clone(),
             task_definition: spec.task_definition.clone(),
             launch_type: spec.launch_type.map(|l| l.as_str().to_string()),
+            capacity_provider_strategy: spec.capacity_provider_strategy.clone(),
+            platform_version: spec.platform_version.clone(),
             network: spec.vpc.as_ref().map(|v| AwsVpcConfiguration {
                 subnets: v.subnets.clone(),
                 security_groups: v.security_groups.clone(),
                 assign_public_ip: v.assign_public_ip.clone(),
             }),
-            started_by: Some(started_by(&identity)),
+            started_by: Some(spec.started_by.clone().unwrap_or_else(|| started_by(&identity))),
             client_token: Some(client_token(&identity.id)),
-            tags: identity_tags(&identity),
+            tags,
+            enable_execute_command: spec.enable_execute_command,
+            enable_ecs_managed_tags: spec.enable_ecs_managed_tags,
+            propagate_tags: spec.propagate_tags.clone(),
+            placement_constraints: spec.placement_constraints.clone(),
+            placement_strategy: spec.placement_strategy.clone(),
+            group: spec.group.clone(),
+            overrides: task_overrides,
             count: 1,
         };
         let out = with_retries(RetryPolicy::within(RUN_TASK_DEADLINE), || client.run_task(&input)).map_err(|e| {
@@ -431,7 +460,7 @@ impl Driver {
                 message: format!(
                     "ECS did not start task definition {} in cluster {}: {}",
                     spec.task_definition,
-                    cfg.cluster,
+                    cluster,
                     if reasons.is_empty() {
                         "no task and no failure returned".to_string()
                     } else {
@@ -442,7 +471,7 @@ impl Driver {
         };
         let state = TaskState {
             task_arn: task.task_arn.clone(),
-            cluster: cfg.cluster.clone(),
+            cluster: cluster.clone(),
             region: region.to_string(),
             endpoint: endpoint.clone(),
             task_definition: spec.task_definition.clone(),
@@ -458,7 +487,7 @@ impl Driver {
             &task.last_status,
             Arc::clone(&self.shared),
         )
-        .map_err(|e| self.leak_guard(&task.task_arn, &cfg.cluster, region, endpoint.as_deref(), e))?;
+        .map_err(|e| self.leak_guard(&task.task_arn, &cluster, region, endpoint.as_deref(), e))?;
         self.tasks()
             .insert(identity.id.clone(), Slot::Tracked(Arc::clone(&entry)));
         self.shared.events.publish(
@@ -466,7 +495,7 @@ impl Driver {
                 format!("Started ECS task {}", task.task_arn),
                 [
                     ("task_arn", task.task_arn.clone()),
-                    ("cluster", cfg.cluster.clone()),
+                    ("cluster", cluster.clone()),
                     ("task_definition", spec.task_definition.clone()),
                 ]
                 .into_iter()
@@ -478,6 +507,50 @@ impl Driver {
             task_arn: task.task_arn,
             driver_state,
         })
+    }
+
+    /// The essential containers of a task definition. A revision-pinned reference (`family:rev`
+    /// or an ARN) is read once and cached; a bare family is read at every start (its latest
+    /// revision may change). The result is cached under the revision's ARN for the task's
+    /// watcher, which needs it again when the task stops.
+    fn essential_containers(&self, client: &EcsClient, task_definition: &str) -> Result<Vec<String>, DriverError> {
+        let pinned = task_definition.contains(':');
+        if pinned {
+            if let Some(hit) = self
+                .shared
+                .essential
+                .lock()
+                .ok()
+                .and_then(|c| c.get(task_definition).cloned())
+            {
+                return Ok(hit.as_ref().clone());
+            }
+        }
+        let def = with_retries(RetryPolicy::within(RUN_TASK_DEADLINE), || {
+            client.describe_task_definition(task_definition)
+        })
+        .map_err(|e| DriverError::StartFailed {
+            recoverable: e.is_transient(),
+            message: format!(
+                "cannot read task definition {task_definition} to pass the Nomad environment to its essential \
+                 containers (set env_containers or inject_env = false to skip this): {}",
+                describe_aws_problem(&e, client.endpoint())
+            ),
+        })?;
+        let names: Vec<String> = def
+            .containers
+            .iter()
+            .filter(|c| c.essential)
+            .map(|c| c.name.clone())
+            .collect();
+        if let Ok(mut cache) = self.shared.essential.lock() {
+            let shared = Arc::new(names.clone());
+            cache.insert(def.arn.clone(), Arc::clone(&shared));
+            if pinned {
+                cache.insert(task_definition.to_string(), shared);
+            }
+        }
+        Ok(names)
     }
 
     /// The task started but cannot be watched (no thread): stop it rather than leak it.
@@ -802,7 +875,10 @@ mod tests {
             endpoint: Some("http://127.0.0.1:4566/".into()),
             ..Default::default()
         };
-        assert_eq!(ecs_endpoint(&cfg, "us-east-1").as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!(
+            ecs_endpoint(&cfg, "us-east-1").as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
         cfg.endpoint = None;
         cfg.use_fips_endpoint = true;
         if env_var("AWS_ENDPOINT_URL_ECS").is_none() && env_var("AWS_ENDPOINT_URL").is_none() {

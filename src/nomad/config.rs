@@ -8,8 +8,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::driver::config::{
-    DriverConfig, LaunchType, TaskSpec, VpcConfig, DEFAULT_CLUSTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL,
-    DEFAULT_REQUEST_TIMEOUT,
+    CapacityProviderStrategyItem, ContainerOverride, DriverConfig, LaunchType, Placement, TaskSpec, VpcConfig,
+    DEFAULT_CLUSTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
 };
 
 use super::msgpack::{self, Value};
@@ -390,11 +390,284 @@ pub fn decode_task_config(bytes: &[u8]) -> Result<TaskSpec> {
             }
         }
     };
-    Ok(TaskSpec {
+    let mut spec = TaskSpec {
         task_definition,
         launch_type,
         vpc,
-    })
+        ..TaskSpec::default()
+    };
+    decode_run_task_options(task, &mut spec)?;
+    Ok(spec)
+}
+
+/// Identifier-ish option values: trimmed, empty → None, at most `max` characters.
+fn opt_text(obj: &Value, path: &str, key: &str, max: usize) -> Result<Option<String>> {
+    let v = trimmed(opt_string(obj, path, key)?);
+    if let Some(s) = &v {
+        if s.chars().count() > max {
+            return Err(ConfigError::new(
+                join(path, key),
+                format!("is {} characters long; ECS allows at most {max}", s.chars().count()),
+            ));
+        }
+    }
+    Ok(v)
+}
+
+/// A whole number in `range`.
+fn opt_u32(obj: &Value, path: &str, key: &str, range: std::ops::RangeInclusive<u32>) -> Result<Option<u32>> {
+    match opt_number(obj, path, key)? {
+        None => Ok(None),
+        Some(n) if n.fract() == 0.0 && n >= f64::from(*range.start()) && n <= f64::from(*range.end()) => {
+            Ok(Some(n as u32))
+        }
+        Some(n) => Err(ConfigError::new(
+            join(path, key),
+            format!("{n} is not a whole number from {} to {}", range.start(), range.end()),
+        )),
+    }
+}
+
+/// A `map(string)` attribute, in key order.
+fn opt_string_map(obj: &Value, path: &str, key: &str) -> Result<Vec<(String, String)>> {
+    let name = join(path, key);
+    match field(obj, path, key) {
+        Value::Nil => Ok(Vec::new()),
+        Value::Map(entries) => {
+            let mut out: Vec<(String, String)> = entries
+                .iter()
+                .map(|(k, v)| match (k, v) {
+                    (Value::Str(k), Value::Str(v)) => Ok((k.clone(), v.clone())),
+                    (Value::Str(k), other) => Err(ConfigError::new(
+                        format!("{name}.{k}"),
+                        format!("expected a string, got a {}", other.kind()),
+                    )),
+                    _ => Err(ConfigError::new(name.clone(), "keys must be strings")),
+                })
+                .collect::<Result<_>>()?;
+            out.sort();
+            Ok(out)
+        }
+        other => Err(ConfigError::new(
+            name,
+            format!("expected a map of strings, got a {}", other.kind()),
+        )),
+    }
+}
+
+/// The items of a repeated block (nil → none).
+fn block_list<'a>(obj: &'a Value, path: &str, key: &str, max: usize) -> Result<Vec<(String, &'a Value)>> {
+    let name = join(path, key);
+    let items = match field(obj, path, key) {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        other => {
+            return Err(ConfigError::new(
+                name,
+                format!("expected {key} blocks, got a {}", other.kind()),
+            ))
+        }
+    };
+    if items.len() > max {
+        return Err(ConfigError::new(
+            name,
+            format!("{} blocks given; ECS allows at most {max}", items.len()),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let p = format!("{name}[{i}]");
+            match object(item, &p)? {
+                Some(o) => Ok((p, o)),
+                None => Err(ConfigError::new(p, "empty block")),
+            }
+        })
+        .collect()
+}
+
+fn one_of(v: Option<String>, name: &str, allowed: &[&str]) -> Result<Option<String>> {
+    match v {
+        Some(s) if !allowed.contains(&s.as_str()) => Err(ConfigError::new(
+            name,
+            format!("{s:?} is not allowed; use one of {}", allowed.join(", ")),
+        )),
+        v => Ok(v),
+    }
+}
+
+fn is_role_arn(s: &str) -> bool {
+    s.starts_with("arn:aws") && s.contains(":iam::") && s.contains(":role/")
+}
+
+/// The RunTask options of the task block (named as RunTask's fields).
+fn decode_run_task_options(task: &Value, spec: &mut TaskSpec) -> Result<()> {
+    const P: &str = "task";
+    spec.cluster = opt_text(task, P, "cluster", 2048)?;
+    for (p, item) in block_list(task, P, "capacity_provider_strategy", 20)? {
+        let capacity_provider = opt_text(item, &p, "capacity_provider", 255)?.ok_or_else(|| {
+            ConfigError::new(
+                join(&p, "capacity_provider"),
+                "is required: name a capacity provider of the cluster, e.g. \"FARGATE_SPOT\"",
+            )
+        })?;
+        spec.capacity_provider_strategy.push(CapacityProviderStrategyItem {
+            capacity_provider,
+            weight: opt_u32(item, &p, "weight", 0..=1000)?,
+            base: opt_u32(item, &p, "base", 0..=100_000)?,
+        });
+    }
+    if !spec.capacity_provider_strategy.is_empty() && spec.launch_type.is_some() {
+        return Err(ConfigError::new(
+            "task.capacity_provider_strategy",
+            "cannot be combined with launch_type: ECS takes one or the other; remove launch_type to use the strategy",
+        ));
+    }
+    if spec
+        .capacity_provider_strategy
+        .iter()
+        .filter(|c| c.base.is_some_and(|b| b > 0))
+        .count()
+        > 1
+    {
+        return Err(ConfigError::new(
+            "task.capacity_provider_strategy",
+            "only one capacity provider may have a base above 0",
+        ));
+    }
+    spec.platform_version = opt_text(task, P, "platform_version", 64)?;
+    spec.enable_execute_command = opt_bool(task, P, "enable_execute_command")?;
+    spec.enable_ecs_managed_tags = opt_bool(task, P, "enable_ecs_managed_tags")?;
+    spec.propagate_tags = one_of(
+        opt_text(task, P, "propagate_tags", 32)?,
+        "task.propagate_tags",
+        &["TASK_DEFINITION", "SERVICE", "NONE"],
+    )?;
+    spec.tags = opt_string_map(task, P, "tags")?;
+    for (k, v) in &spec.tags {
+        let name = format!("task.tags.{k}");
+        if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+            return Err(ConfigError::new(
+                name,
+                "tag keys are 1 to 128 characters, values at most 256",
+            ));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(ConfigError::new(name, "the aws: prefix is reserved by AWS"));
+        }
+        if k.starts_with("nomad:") {
+            return Err(ConfigError::new(
+                name,
+                "the nomad: prefix is reserved for the identity tags the driver adds itself",
+            ));
+        }
+    }
+    // ECS allows 50 tags per task; the driver adds up to 8 identity tags.
+    if spec.tags.len() > 42 {
+        return Err(ConfigError::new(
+            "task.tags",
+            format!(
+                "{} tags given; at most 42 (ECS allows 50 and the driver adds its own)",
+                spec.tags.len()
+            ),
+        ));
+    }
+    for (p, item) in block_list(task, P, "placement_constraints", 10)? {
+        let kind = one_of(
+            opt_text(item, &p, "type", 32)?,
+            &join(&p, "type"),
+            &["distinctInstance", "memberOf"],
+        )?
+        .ok_or_else(|| ConfigError::new(join(&p, "type"), "is required: distinctInstance or memberOf"))?;
+        let value = opt_text(item, &p, "expression", 2000)?;
+        if kind == "memberOf" && value.is_none() {
+            return Err(ConfigError::new(
+                join(&p, "expression"),
+                "is required for memberOf (a cluster query language expression)",
+            ));
+        }
+        spec.placement_constraints.push(Placement { kind, value });
+    }
+    for (p, item) in block_list(task, P, "placement_strategy", 5)? {
+        let kind = one_of(
+            opt_text(item, &p, "type", 32)?,
+            &join(&p, "type"),
+            &["random", "spread", "binpack"],
+        )?
+        .ok_or_else(|| ConfigError::new(join(&p, "type"), "is required: random, spread or binpack"))?;
+        let value = opt_text(item, &p, "field", 255)?;
+        spec.placement_strategy.push(Placement { kind, value });
+    }
+    let placement_needs_ec2 = !spec.placement_constraints.is_empty() || !spec.placement_strategy.is_empty();
+    if placement_needs_ec2 && spec.launch_type == Some(LaunchType::Fargate) {
+        return Err(ConfigError::new(
+            "task.placement_constraints",
+            "placement constraints and strategies apply to EC2 tasks only; remove them or use launch_type = \"EC2\"",
+        ));
+    }
+    spec.group = opt_text(task, P, "group", 255)?;
+    spec.started_by = opt_text(task, P, "started_by", 128)?;
+    if let Some(s) = &spec.started_by {
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '/')
+        {
+            return Err(ConfigError::new(
+                "task.started_by",
+                "may contain only letters, digits, -, _ and /",
+            ));
+        }
+    }
+    for key in ["task_role_arn", "execution_role_arn"] {
+        let v = opt_text(task, P, key, 2048)?;
+        if let Some(r) = &v {
+            if !is_role_arn(r) {
+                return Err(ConfigError::new(
+                    join(P, key),
+                    format!("{r:?} is not an IAM role ARN (like \"arn:aws:iam::123456789012:role/app\")"),
+                ));
+            }
+        }
+        if key == "task_role_arn" {
+            spec.task_role_arn = v;
+        } else {
+            spec.execution_role_arn = v;
+        }
+    }
+    spec.cpu = opt_text(task, P, "cpu", 32)?;
+    spec.memory = opt_text(task, P, "memory", 32)?;
+    for (p, item) in block_list(task, P, "container_overrides", 100)? {
+        let name = opt_text(item, &p, "name", 255)?.ok_or_else(|| {
+            ConfigError::new(
+                join(&p, "name"),
+                "is required: the name of a container in the task definition",
+            )
+        })?;
+        if spec.container_overrides.iter().any(|c| c.name == name) {
+            return Err(ConfigError::new(
+                join(&p, "name"),
+                format!("container {name:?} has two container_overrides blocks; merge them"),
+            ));
+        }
+        spec.container_overrides.push(ContainerOverride {
+            name,
+            command: opt_string_list(item, &p, "command")?,
+            environment: opt_string_map(item, &p, "environment")?,
+            cpu: opt_u32(item, &p, "cpu", 0..=u32::MAX)?,
+            memory: opt_u32(item, &p, "memory", 0..=u32::MAX)?,
+            memory_reservation: opt_u32(item, &p, "memory_reservation", 0..=u32::MAX)?,
+        });
+    }
+    spec.inject_env = opt_bool(task, P, "inject_env")?.unwrap_or(true);
+    spec.env_containers = opt_string_list(task, P, "env_containers")?;
+    if spec.env_containers.as_ref().is_some_and(|c| c.is_empty()) && spec.inject_env {
+        return Err(ConfigError::new(
+            "task.env_containers",
+            "is empty: name the containers that get the Nomad environment, or set inject_env = false",
+        ));
+    }
+    Ok(())
 }
 
 fn decode_vpc(v: &Value, path: &str) -> Result<VpcConfig> {
@@ -525,6 +798,140 @@ mod tests {
 
     fn seed_subnets<'a>() -> M<'a> {
         M::L(vec![M::S("subnet-0cd4b2ec21331a144"), M::S("subnet-0da9019dcab8ae2f1")])
+    }
+
+    /// A task block with the given extra attributes (no network block, no launch type).
+    fn task_with(extra: Vec<(&'static str, M<'static>)>) -> Result<TaskSpec> {
+        let mut fields = vec![("task_definition", M::S("web:1"))];
+        fields.extend(extra);
+        decode_task_config(&bytes(M::O(vec![("task", M::O(fields))])))
+    }
+
+    #[test]
+    fn run_task_options_decode() {
+        let spec = task_with(vec![
+            ("cluster", M::S("other")),
+            (
+                "capacity_provider_strategy",
+                M::L(vec![
+                    M::O(vec![
+                        ("capacity_provider", M::S("FARGATE_SPOT")),
+                        ("weight", M::I(3)),
+                        ("base", M::Nil),
+                    ]),
+                    M::O(vec![
+                        ("capacity_provider", M::S("FARGATE")),
+                        ("weight", M::I(1)),
+                        ("base", M::I(1)),
+                    ]),
+                ]),
+            ),
+            ("platform_version", M::S("LATEST")),
+            ("enable_execute_command", M::B(true)),
+            ("propagate_tags", M::S("TASK_DEFINITION")),
+            (
+                "tags",
+                M::O(vec![("team", M::S("payments")), ("cost-center", M::S("42"))]),
+            ),
+            ("group", M::S("g")),
+            ("started_by", M::S("ci/job-1")),
+            ("task_role_arn", M::S("arn:aws:iam::123456789012:role/app")),
+            ("cpu", M::S("1024")),
+            (
+                "container_overrides",
+                M::L(vec![M::O(vec![
+                    ("name", M::S("app")),
+                    ("command", M::L(vec![M::S("serve"), M::S("--port=80")])),
+                    ("environment", M::O(vec![("MODE", M::S("prod"))])),
+                    ("memory", M::F(512.0)),
+                ])]),
+            ),
+            ("inject_env", M::B(false)),
+        ])
+        .unwrap();
+        assert_eq!(spec.cluster.as_deref(), Some("other"));
+        assert_eq!(spec.capacity_provider_strategy.len(), 2);
+        assert_eq!(spec.capacity_provider_strategy[0].weight, Some(3));
+        assert_eq!(spec.capacity_provider_strategy[1].base, Some(1));
+        assert_eq!(
+            spec.tags,
+            vec![("cost-center".into(), "42".into()), ("team".into(), "payments".into())]
+        );
+        assert_eq!(spec.container_overrides[0].command.as_ref().unwrap().len(), 2);
+        assert_eq!(
+            spec.container_overrides[0].environment,
+            vec![("MODE".into(), "prod".into())]
+        );
+        assert_eq!(spec.container_overrides[0].memory, Some(512));
+        assert!(!spec.inject_env);
+        assert!(task_with(vec![]).unwrap().inject_env, "on by default");
+    }
+
+    #[test]
+    fn bad_run_task_options_name_the_field() {
+        let field = |extra: Vec<(&'static str, M<'static>)>| task_with(extra).unwrap_err().field;
+        let cps = |weight: M<'static>| {
+            M::L(vec![M::O(vec![
+                ("capacity_provider", M::S("FARGATE_SPOT")),
+                ("weight", weight),
+            ])])
+        };
+        assert_eq!(
+            field(vec![("capacity_provider_strategy", cps(M::I(5000)))]),
+            "task.capacity_provider_strategy[0].weight"
+        );
+        assert_eq!(
+            field(vec![("capacity_provider_strategy", cps(M::F(1.5)))]),
+            "task.capacity_provider_strategy[0].weight"
+        );
+        assert_eq!(
+            field(vec![
+                ("launch_type", M::S("FARGATE")),
+                ("capacity_provider_strategy", cps(M::I(1)))
+            ]),
+            "task.capacity_provider_strategy"
+        );
+        assert_eq!(
+            field(vec![(
+                "capacity_provider_strategy",
+                M::L(vec![M::O(vec![("weight", M::I(1))])])
+            )]),
+            "task.capacity_provider_strategy[0].capacity_provider"
+        );
+        assert_eq!(field(vec![("propagate_tags", M::S("ALL"))]), "task.propagate_tags");
+        assert_eq!(
+            field(vec![("tags", M::O(vec![("aws:x", M::S("1"))]))]),
+            "task.tags.aws:x"
+        );
+        assert_eq!(
+            field(vec![("tags", M::O(vec![("nomad:alloc-id", M::S("1"))]))]),
+            "task.tags.nomad:alloc-id"
+        );
+        assert_eq!(field(vec![("tags", M::S("x"))]), "task.tags");
+        assert_eq!(
+            field(vec![(
+                "placement_constraints",
+                M::L(vec![M::O(vec![("type", M::S("memberOf"))])])
+            )]),
+            "task.placement_constraints[0].expression"
+        );
+        assert_eq!(
+            field(vec![(
+                "placement_strategy",
+                M::L(vec![M::O(vec![("type", M::S("pack"))])])
+            )]),
+            "task.placement_strategy[0].type"
+        );
+        assert_eq!(field(vec![("started_by", M::S("has space"))]), "task.started_by");
+        assert_eq!(field(vec![("task_role_arn", M::S("app-role"))]), "task.task_role_arn");
+        assert_eq!(
+            field(vec![(
+                "container_overrides",
+                M::L(vec![M::O(vec![("name", M::S("a"))]), M::O(vec![("name", M::S("a"))])])
+            )]),
+            "task.container_overrides[1].name"
+        );
+        assert_eq!(field(vec![("env_containers", M::L(vec![]))]), "task.env_containers");
     }
 
     #[test]

@@ -291,7 +291,9 @@ fn start_task(driver: &Driver, req: pb::StartTaskRequest) -> Result<pb::StartTas
         log::warn!(task_id = task.id.as_str(); "rejected task config: {e}");
         convert::config_error_status(&e)
     })?;
-    let started = driver.start_task(convert::identity(&task), spec).map_err(|e| {
+    let env: std::collections::BTreeMap<String, String> =
+        task.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let started = driver.start_task(convert::identity(&task), spec, &env).map_err(|e| {
         log::warn!(task_id = task.id.as_str(); "StartTask failed: {e}");
         convert::driver_error_status(&e)
     })?;

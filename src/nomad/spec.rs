@@ -2,7 +2,7 @@
 //! stanza (TaskConfigSchema). Nomad validates job and agent files against them and encodes
 //! the values as cty-msgpack (decoded in `nomad::config`).
 
-use crate::proto::hclspec::{Attr, Block, Default as DefaultSpec, Literal, Object, Spec};
+use crate::proto::hclspec::{Attr, Block, BlockList, Default as DefaultSpec, Literal, Object, Spec};
 
 fn attr(name: &str, ty: &str) -> Spec {
     let mut s = Spec::new();
@@ -51,6 +51,18 @@ fn block(name: &str, nested: Spec) -> Spec {
     s
 }
 
+fn block_list(name: &str, nested: Spec, max_items: u64) -> Spec {
+    let mut s = Spec::new();
+    s.set_block_list(BlockList {
+        name: name.into(),
+        min_items: 0,
+        max_items,
+        nested: Some(nested).into(),
+        ..Default::default()
+    });
+    s
+}
+
 /// `plugin "nomad-driver-ecs" { config { ... } }`.
 pub fn plugin_config_spec() -> Spec {
     object(vec![
@@ -82,10 +94,55 @@ pub fn task_config_spec() -> Spec {
         ("subnets", attr("subnets", "list(string)")),
     ]);
     let network = object(vec![("aws_vpc_configuration", block("aws_vpc_configuration", vpc))]);
+    let capacity = object(vec![
+        ("capacity_provider", attr("capacity_provider", "string")),
+        ("weight", attr("weight", "number")),
+        ("base", attr("base", "number")),
+    ]);
+    let constraint = object(vec![
+        ("type", attr("type", "string")),
+        ("expression", attr("expression", "string")),
+    ]);
+    let strategy = object(vec![
+        ("type", attr("type", "string")),
+        ("field", attr("field", "string")),
+    ]);
+    let container = object(vec![
+        ("name", attr("name", "string")),
+        ("command", attr("command", "list(string)")),
+        ("environment", attr("environment", "map(string)")),
+        ("cpu", attr("cpu", "number")),
+        ("memory", attr("memory", "number")),
+        ("memory_reservation", attr("memory_reservation", "number")),
+    ]);
     let task = object(vec![
         ("launch_type", attr("launch_type", "string")),
         ("task_definition", attr("task_definition", "string")),
         ("network_configuration", block("network_configuration", network)),
+        ("cluster", attr("cluster", "string")),
+        (
+            "capacity_provider_strategy",
+            block_list("capacity_provider_strategy", capacity, 20),
+        ),
+        ("platform_version", attr("platform_version", "string")),
+        ("enable_execute_command", attr("enable_execute_command", "bool")),
+        ("enable_ecs_managed_tags", attr("enable_ecs_managed_tags", "bool")),
+        ("propagate_tags", attr("propagate_tags", "string")),
+        ("tags", attr("tags", "map(string)")),
+        (
+            "placement_constraints",
+            block_list("placement_constraints", constraint, 10),
+        ),
+        ("placement_strategy", block_list("placement_strategy", strategy, 5)),
+        ("group", attr("group", "string")),
+        ("started_by", attr("started_by", "string")),
+        ("task_role_arn", attr("task_role_arn", "string")),
+        ("execution_role_arn", attr("execution_role_arn", "string")),
+        ("cpu", attr("cpu", "string")),
+        ("memory", attr("memory", "string")),
+        ("container_overrides", block_list("container_overrides", container, 100)),
+        ("inject_env", with_default(attr("inject_env", "bool"), "true")),
+        ("env_containers", attr("env_containers", "list(string)")),
     ]);
     object(vec![("task", block("task", task))])
 }
@@ -120,6 +177,7 @@ mod tests {
                 }
                 Some(B::Object(o)) => o.attributes.values().for_each(|v| walk(v, seen)),
                 Some(B::BlockValue(b)) => walk(b.nested.as_ref().unwrap(), seen),
+                Some(B::BlockList(b)) => walk(b.nested.as_ref().unwrap(), seen),
                 Some(B::Default(d)) => walk(d.primary.as_ref().unwrap(), seen),
                 Some(B::Literal(_)) => {}
                 other => panic!("unexpected {other:?}"),
@@ -128,14 +186,39 @@ mod tests {
         let mut names = Vec::new();
         walk(&task_config_spec(), &mut names);
         names.sort();
+        names.dedup();
         assert_eq!(
             names,
             [
                 "assign_public_ip",
+                "base",
+                "capacity_provider",
+                "cluster",
+                "command",
+                "cpu",
+                "enable_ecs_managed_tags",
+                "enable_execute_command",
+                "env_containers",
+                "environment",
+                "execution_role_arn",
+                "expression",
+                "field",
+                "group",
+                "inject_env",
                 "launch_type",
+                "memory",
+                "memory_reservation",
+                "name",
+                "platform_version",
+                "propagate_tags",
                 "security_groups",
+                "started_by",
                 "subnets",
-                "task_definition"
+                "tags",
+                "task_definition",
+                "task_role_arn",
+                "type",
+                "weight"
             ]
         );
         let mut names = Vec::new();

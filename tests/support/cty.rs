@@ -182,6 +182,11 @@ pub struct TaskStanza<'a> {
 
 impl TaskStanza<'_> {
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with(Vec::new())
+    }
+
+    /// As [`TaskStanza::encode`], with more attributes or blocks in the task block.
+    pub fn encode_with(&self, extra: Vec<(&str, Cty)>) -> Vec<u8> {
         let opt = |v: Option<&str>| v.map(s).unwrap_or(Cty::Null);
         let strs = |v: &Option<Vec<String>>| match v {
             Some(items) => Cty::List(items.iter().map(|i| s(i)).collect()),
@@ -199,13 +204,12 @@ impl TaskStanza<'_> {
         } else {
             Cty::Null
         };
-        encode(&obj(vec![(
-            "task",
-            obj(vec![
-                ("launch_type", opt(self.launch_type)),
-                ("task_definition", opt(self.task_definition)),
-                ("network_configuration", network),
-            ]),
-        )]))
+        let mut fields = vec![
+            ("launch_type", opt(self.launch_type)),
+            ("task_definition", opt(self.task_definition)),
+            ("network_configuration", network),
+        ];
+        fields.extend(extra);
+        encode(&obj(vec![("task", obj(fields))]))
     }
 }

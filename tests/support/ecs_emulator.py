@@ -163,6 +163,12 @@ never counted in ``/_test/calls`` and never subject to auth or faults.
     "client_token"?}]``. ``client_token`` is present when the RunTask that created the task carried a
     clientToken (moto itself ignores clientToken; the middleware remembers it). Unknown cluster -> ``[]``.
 
+RunTask with a capacity provider strategy
+-----------------------------------------
+moto ignores ``capacityProviderStrategy`` and, without ``launchType`` FARGATE, wants container instances. A RunTask
+whose strategy names only ``FARGATE`` / ``FARGATE_SPOT`` (and no launchType) reaches moto with launchType FARGATE,
+as real ECS would run it on Fargate. ``/_test/requests`` shows the body as the client sent it.
+
 RunTask idempotency
 -------------------
 moto ignores ``clientToken``; real ECS does not start a second task for a token it has seen. The middleware
@@ -330,6 +336,8 @@ class Emulator:
         if fault is not None:
             return self.fault_response(fault, environ, start_response)
 
+        if is_ecs and operation == "RunTask" and isinstance(body, dict):
+            fargate_by_strategy(environ, body)
         if is_ecs and operation == "RunTask" and isinstance(body, dict) and body.get("clientToken"):
             return self.run_task_recording_token(environ, start_response, str(body["clientToken"]))
         return self.moto_app(environ, start_response)
@@ -863,6 +871,21 @@ def read_body(environ) -> str:
     environ["wsgi.input"] = io.BytesIO(data)
     environ["CONTENT_LENGTH"] = str(len(data))
     return data.decode("utf-8", errors="replace")
+
+
+def fargate_by_strategy(environ, body: dict) -> None:
+    """moto only runs a task without instances when launchType is FARGATE, and ignores capacityProviderStrategy.
+    Real ECS runs a task whose strategy names only FARGATE / FARGATE_SPOT on Fargate: give moto that launchType
+    (the recorded request keeps what the client sent)."""
+    strategy = body.get("capacityProviderStrategy")
+    if body.get("launchType") or not isinstance(strategy, list) or not strategy:
+        return
+    providers = {item.get("capacityProvider") for item in strategy if isinstance(item, dict)}
+    if providers and providers <= {"FARGATE", "FARGATE_SPOT"}:
+        rewritten = dict(body, launchType="FARGATE")
+        data = json.dumps(rewritten).encode("utf-8")
+        environ["wsgi.input"] = io.BytesIO(data)
+        environ["CONTENT_LENGTH"] = str(len(data))
 
 
 def signing_key(environ) -> str | None:

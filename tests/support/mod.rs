@@ -75,15 +75,20 @@ impl World {
 
     /// A valid FARGATE task stanza with the emulator's subnets.
     pub fn stanza(&self) -> Vec<u8> {
+        self.stanza_with(Some("FARGATE"), Vec::new())
+    }
+
+    /// The emulator's network, the given launch type, and more task-block attributes.
+    pub fn stanza_with(&self, launch_type: Option<&str>, extra: Vec<(&str, cty::Cty)>) -> Vec<u8> {
         TaskStanza {
-            launch_type: Some("FARGATE"),
+            launch_type,
             task_definition: Some("my-task-definition"),
             assign_public_ip: Some("ENABLED"),
             security_groups: Some(vec![self.security_group()]),
             subnets: Some(self.subnets()),
             network: true,
         }
-        .encode()
+        .encode_with(extra)
     }
 
     /// Starts a task through the plugin; returns (task config, handle, ARN).
