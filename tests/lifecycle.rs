@@ -435,3 +435,78 @@ fn every_ecs_status_change_is_a_task_event() {
     assert_eq!(running.annotations["desired_status"], "RUNNING");
     w.plugin.stop_task(&cfg.id, Duration::from_secs(5), "").unwrap();
 }
+
+/// Each way a task can end, as Nomad sees it: the exit code, whether it counts as failed (err),
+/// and the event's annotations saying who ended it.
+#[test]
+fn exit_details_tell_a_container_exit_from_an_ecs_stop() {
+    let w = World::new("lc-details");
+    let events = w.plugin.task_events();
+    let stopped = |alloc: &str, body: serde_json::Value| {
+        let (cfg, _h, arn) = w.start(alloc, "web");
+        let mut body = body;
+        body["region"] = json!(REGION);
+        body["cluster"] = json!("lc-details");
+        body["task"] = json!(arn);
+        w.emu.stop_task_raw(body);
+        let r = w.plugin.wait_task(&cfg.id, WAIT).unwrap();
+        let ev = wait_event(&events, "exit code", WAIT);
+        (r, ev)
+    };
+
+    // Fargate Spot reclaimed the capacity: the container's SIGTERM code, and a failure naming why.
+    let (r, ev) = stopped(
+        "88888888-aaaa-4000-8000-000000000001",
+        json!({"exit_code": 143, "stop_code": "SpotInterruption",
+               "stopped_reason": "Your Spot Task was interrupted.", "container_reason": "SIGTERM"}),
+    );
+    assert_eq!(r.result.as_ref().unwrap().exit_code, 143);
+    assert!(
+        r.err.contains("SpotInterruption") && r.err.contains("Your Spot Task was interrupted."),
+        "{}",
+        r.err
+    );
+    assert_eq!(ev.annotations["ended_by"], "ecs");
+    assert_eq!(ev.annotations["stop_code"], "SpotInterruption");
+    assert_eq!(ev.annotations["container_exit_codes"], "web=143");
+    assert_eq!(ev.annotations["container_reasons"], "web: SIGTERM");
+
+    // The container exited by itself: its code, no error.
+    let (r, ev) = stopped("88888888-aaaa-4000-8000-000000000002", json!({"exit_code": 3}));
+    assert_eq!(r.result.as_ref().unwrap().exit_code, 3);
+    assert_eq!(r.err, "");
+    assert_eq!(ev.annotations["ended_by"], "container");
+
+    // Someone stopped it in the ECS console: a failure that says so.
+    let (r, ev) = stopped(
+        "88888888-aaaa-4000-8000-000000000003",
+        json!({"exit_code": 137, "stop_code": "UserInitiated", "stopped_reason": "Task stopped by user"}),
+    );
+    assert!(
+        r.err.contains("stopped outside Nomad: Task stopped by user"),
+        "{}",
+        r.err
+    );
+    assert_eq!(ev.annotations["ended_by"], "ecs");
+
+    // Capacity or image trouble: the task never ran.
+    let (r, _) = stopped(
+        "88888888-aaaa-4000-8000-000000000004",
+        json!({"exit_code": null, "stop_code": "TaskFailedToStart",
+               "stopped_reason": "ResourceInitializationError: unable to pull secrets or registry auth"}),
+    );
+    assert_eq!(r.result.as_ref().unwrap().exit_code, 1);
+    assert!(
+        r.err.contains("TaskFailedToStart") && r.err.contains("ResourceInitializationError"),
+        "{}",
+        r.err
+    );
+
+    // Nomad's own stop is not a failure, whatever stop code ECS gives it.
+    let (cfg, _h, _arn) = w.start("88888888-aaaa-4000-8000-000000000005", "web");
+    w.plugin.stop_task(&cfg.id, Duration::from_secs(10), "").unwrap();
+    let r = w.plugin.wait_task(&cfg.id, WAIT).unwrap();
+    assert_eq!(r.err, "", "a stop Nomad asked for");
+    let ev = wait_event(&events, "exit code", WAIT);
+    assert_eq!(ev.annotations["ended_by"], "nomad");
+}

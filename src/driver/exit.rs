@@ -38,6 +38,45 @@ impl ExitResult {
 /// (the container never ran: image pull failure, capacity, ...) the result is exit code 1
 /// with `err` set to ECS's stoppedReason.
 pub fn exit_from_task(task: &Task, essential: Option<&[String]>) -> ExitResult {
+    from_containers(task, essential)
+}
+
+/// Why ECS, not a container, ended the task; None when an essential container exited or when
+/// Nomad asked for the stop (`stopped_by_nomad`).
+pub fn ecs_stop_cause(task: &Task, stopped_by_nomad: bool) -> Option<String> {
+    let code = task.stop_code.as_deref().unwrap_or_default();
+    let reason = task
+        .stopped_reason
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .unwrap_or("no reason given");
+    match code {
+        "" | "EssentialContainerExited" => None,
+        "UserInitiated" if stopped_by_nomad => None,
+        "UserInitiated" => Some(format!("the ECS task was stopped outside Nomad: {reason}")),
+        "SpotInterruption" => Some(format!(
+            "ECS stopped the task (SpotInterruption: Fargate Spot capacity was reclaimed): {reason}"
+        )),
+        "TaskFailedToStart" => Some(format!("ECS could not start the task (TaskFailedToStart): {reason}")),
+        other => Some(format!("ECS stopped the task ({other}): {reason}")),
+    }
+}
+
+/// The exit result as Nomad sees it: the containers' result, and when ECS ended the task
+/// (spot reclaim, failed start, someone outside Nomad), that cause as the error, so the task
+/// counts as failed and Nomad's restart policy applies.
+pub fn exit_result(task: &Task, essential: Option<&[String]>, stopped_by_nomad: bool) -> ExitResult {
+    let mut r = from_containers(task, essential);
+    if let Some(cause) = ecs_stop_cause(task, stopped_by_nomad) {
+        r.err = Some(match r.err.take() {
+            Some(e) if !cause.contains(&e) => format!("{cause} ({e})"),
+            _ => cause,
+        });
+    }
+    r
+}
+
+fn from_containers(task: &Task, essential: Option<&[String]>) -> ExitResult {
     let considered: Vec<_> = task
         .containers
         .iter()
@@ -98,6 +137,46 @@ mod tests {
             containers,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn ecs_initiated_stops_are_errors_and_container_exits_are_not() {
+        let mut t = task(vec![container("a", Some(143))]);
+        assert_eq!(
+            exit_result(&t, None, false),
+            ExitResult::code(143),
+            "EssentialContainerExited"
+        );
+        t.stop_code = Some("SpotInterruption".into());
+        t.stopped_reason = Some("Your Spot Task was interrupted.".into());
+        let r = exit_result(&t, None, false);
+        assert_eq!(r.exit_code, 143, "the container's own code is kept");
+        let err = r.err.unwrap();
+        assert!(
+            err.contains("SpotInterruption") && err.contains("Your Spot Task was interrupted."),
+            "{err}"
+        );
+        t.stop_code = Some("UserInitiated".into());
+        t.stopped_reason = Some("Stopped by Nomad".into());
+        assert_eq!(exit_result(&t, None, true).err, None, "Nomad's own stop is no failure");
+        let err = exit_result(&t, None, false).err.unwrap();
+        assert!(err.contains("outside Nomad"), "{err}");
+        t.stop_code = Some("ServiceSchedulerInitiated".into());
+        assert!(exit_result(&t, None, false)
+            .err
+            .unwrap()
+            .contains("ServiceSchedulerInitiated"));
+        let mut failed = task(vec![container("a", None)]);
+        failed.stop_code = Some("TaskFailedToStart".into());
+        failed.stopped_reason = Some("ResourceInitializationError: unable to pull secrets".into());
+        let r = exit_result(&failed, None, false);
+        assert_eq!(r.exit_code, 1);
+        assert_eq!(
+            r.err.as_deref(),
+            Some(
+                "ECS could not start the task (TaskFailedToStart): ResourceInitializationError: unable to pull secrets"
+            )
+        );
     }
 
     #[test]

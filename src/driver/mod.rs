@@ -639,6 +639,7 @@ impl Driver {
             entry.identity.alloc_id, entry.identity.name
         );
         let deadline = Instant::now() + timeout;
+        entry.stop_requested.store(true, std::sync::atomic::Ordering::SeqCst);
         self.shared.events.publish(
             entry.event(
                 "Stop requested",
@@ -701,6 +702,7 @@ impl Driver {
                 "Destroyed by Nomad: allocation {} task {}",
                 entry.identity.alloc_id, entry.identity.name
             );
+            entry.stop_requested.store(true, std::sync::atomic::Ordering::SeqCst);
             let stop = with_retries(RetryPolicy::within(DESTROY_STOP_DEADLINE), || {
                 entry
                     .client

@@ -13,7 +13,7 @@ use crate::aws::ecs::{EcsClient, Task};
 
 use super::config::TaskIdentity;
 use super::events::{EventBus, TaskEvent};
-use super::exit::{exit_from_task, ExitResult};
+use super::exit::{exit_result, ExitResult};
 use super::poller::Poller;
 use super::state::TaskState;
 
@@ -86,6 +86,8 @@ pub struct TaskEntry {
     pub identity: TaskIdentity,
     pub state: TaskState,
     pub client: Arc<EcsClient>,
+    /// Nomad asked for the stop (StopTask / DestroyTask): a `UserInitiated` stop is then ours.
+    pub stop_requested: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
     cond: Condvar,
     tx: Sender<TaskMsg>,
@@ -105,6 +107,7 @@ impl TaskEntry {
             identity,
             state,
             client,
+            stop_requested: std::sync::atomic::AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 last_status: initial_status.to_string(),
                 desired_status: "RUNNING".into(),
@@ -315,7 +318,8 @@ fn observe(entry: &TaskEntry, task: &Task, shared: &Shared) -> bool {
         return false;
     }
     let essential = essential_containers(entry, task, shared);
-    let exit = exit_from_task(task, essential.as_deref().map(|v| v.as_slice()));
+    let stopped_by_nomad = entry.stop_requested.load(std::sync::atomic::Ordering::SeqCst);
+    let exit = exit_result(task, essential.as_deref().map(|v| v.as_slice()), stopped_by_nomad);
     let completed_at = task.stopped_at.and_then(epoch_secs).unwrap_or_else(SystemTime::now);
     if entry.finish(exit.clone(), completed_at, false) {
         let codes: Vec<String> = task
@@ -329,22 +333,45 @@ fn observe(entry: &TaskEntry, task: &Task, shared: &Shared) -> bool {
                 )
             })
             .collect();
+        let container_reasons: Vec<String> = task
+            .containers
+            .iter()
+            .filter_map(|c| {
+                c.reason
+                    .as_deref()
+                    .filter(|r| !r.is_empty())
+                    .map(|r| format!("{}: {r}", c.name))
+            })
+            .collect();
         let reason = task.stopped_reason.clone().unwrap_or_default();
-        let message = if reason.is_empty() {
-            format!("ECS task stopped (exit code {})", exit.exit_code)
-        } else {
-            format!("ECS task stopped: {reason} (exit code {})", exit.exit_code)
+        let cause = super::exit::ecs_stop_cause(task, stopped_by_nomad);
+        let message = match &cause {
+            Some(cause) => format!("{cause} (exit code {})", exit.exit_code),
+            None if reason.is_empty() => format!("ECS task stopped (exit code {})", exit.exit_code),
+            None => format!("ECS task stopped: {reason} (exit code {})", exit.exit_code),
         };
-        shared.events.publish(entry.event(
-            message,
-            annotations(&[
-                ("task_arn", task.task_arn.clone()),
-                ("stop_code", task.stop_code.clone().unwrap_or_default()),
-                ("stopped_reason", reason),
-                ("exit_code", exit.exit_code.to_string()),
-                ("container_exit_codes", codes.join(",")),
-            ]),
-        ));
+        let mut notes = vec![
+            ("task_arn", task.task_arn.clone()),
+            ("stop_code", task.stop_code.clone().unwrap_or_default()),
+            ("stopped_reason", reason),
+            ("exit_code", exit.exit_code.to_string()),
+            ("container_exit_codes", codes.join(",")),
+            (
+                "ended_by",
+                if cause.is_some() {
+                    "ecs"
+                } else if stopped_by_nomad {
+                    "nomad"
+                } else {
+                    "container"
+                }
+                .to_string(),
+            ),
+        ];
+        if !container_reasons.is_empty() {
+            notes.push(("container_reasons", container_reasons.join("; ")));
+        }
+        shared.events.publish(entry.event(message, annotations(&notes)));
     }
     true
 }
