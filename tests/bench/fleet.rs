@@ -89,6 +89,7 @@ impl Opts {
         let ks = env_or("FLEET_K", "100,1000")
             .split(',')
             .map(|k| k.trim().parse().expect("FLEET_K: comma-separated task counts"))
+            .filter(|&k| k > 0)
             .collect();
         let poll = env_or("FLEET_POLL", "5s");
         let poll_dur = parse_duration(&poll);
@@ -119,14 +120,21 @@ impl Opts {
     }
 
     fn command(&self) -> String {
-        let extra = if self.plugin_env.is_empty() {
-            String::new()
-        } else {
+        let mut extra = String::new();
+        if !self.plugin_env.is_empty() {
             let kv: Vec<String> = self.plugin_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("FLEET_PLUGIN_ENV='{}' ", kv.join(" "))
-        };
+            extra += &format!("FLEET_PLUGIN_ENV='{}' ", kv.join(" "));
+        }
+        let mut build = String::new();
+        if let Some(bin) = std::env::var_os("NOMAD_DRIVER_ECS_BIN") {
+            let rel = rel(Path::new(&bin));
+            if rel.contains("x86_64-unknown-linux-gnu") {
+                build = "cargo static && ".into();
+            }
+            extra += &format!("NOMAD_DRIVER_ECS_BIN={rel} ");
+        }
         format!(
-            "{extra}{}ECS_EMULATOR_PYTHON=.venv/bin/python FLEET_K={} FLEET_POLL={} FLEET_STEADY_SECS={} FLEET_STOP_SAMPLE={} FLEET_START_THREADS={} FLEET_HANDSHAKES={} cargo bench --bench fleet -- --write",
+            "{build}{extra}{}ECS_EMULATOR_PYTHON=.venv/bin/python FLEET_K={} FLEET_POLL={} FLEET_STEADY_SECS={} FLEET_STOP_SAMPLE={} FLEET_START_THREADS={} FLEET_HANDSHAKES={} cargo bench --bench fleet -- --write",
             if self.tls { "FLEET_TLS=1 " } else { "" },
             self.ks.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","),
             self.poll,
@@ -353,6 +361,8 @@ struct Idle {
     binary: PathBuf,
     handshake: Vec<Duration>,
     mem: Mem,
+    /// Proportional set size (shared pages divided among the processes mapping them), kB.
+    pss_kb: u64,
     breakdown: String,
 }
 
@@ -374,10 +384,19 @@ fn measure_idle(binary: &Path, handshakes: usize) -> Idle {
     std::thread::sleep(Duration::from_secs(1));
     let mem = mem(plugin.pid());
     let (breakdown, _) = breakdown(plugin.pid());
+    let pss_kb = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", plugin.pid()))
+        .ok()
+        .and_then(|r| {
+            r.lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0);
     Idle {
         binary: binary.to_path_buf(),
         handshake,
         mem,
+        pss_kb,
         breakdown,
     }
 }
@@ -445,6 +464,8 @@ struct Fleet {
     serial_start: Vec<Duration>,
     concurrent_start: Vec<Duration>,
     start_wall: Duration,
+    /// ECS calls the emulator saw while the K tasks were started.
+    start_calls: String,
     started: Mem,
     started_smaps: String,
     steady: Mem,
@@ -460,6 +481,21 @@ struct Fleet {
     detection: Vec<Duration>,
     detection_failed: usize,
     wall: Duration,
+}
+
+/// "Op n, Op n" for every operation whose count grew between two `/_test/calls` answers.
+fn call_deltas(before: &serde_json::Value, after: &serde_json::Value) -> String {
+    let Some(after) = after.as_object() else {
+        return String::new();
+    };
+    after
+        .iter()
+        .filter_map(|(op, n)| {
+            let d = n.as_u64()? - before.get(op).and_then(|b| b.as_u64()).unwrap_or(0);
+            (d > 0).then(|| format!("{op} {d}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 struct Started {
@@ -540,6 +576,7 @@ fn run_fleet(opts: &Opts, k: usize) -> Fleet {
         "[K={k}] starting {k} tasks ({SERIAL_STARTS} one at a time, the rest from {} threads)",
         opts.start_threads
     );
+    let calls_before = emu.calls();
     let t_start = Instant::now();
     let cfgs: Vec<pb::TaskConfig> = (0..k)
         .map(|i| {
@@ -602,6 +639,7 @@ fn run_fleet(opts: &Opts, k: usize) -> Fleet {
     }
     let started: Vec<Started> = started.into_iter().map(|s| s.expect("every task started")).collect();
     f.start_wall = t_start.elapsed();
+    f.start_calls = call_deltas(&calls_before, &emu.calls());
 
     std::thread::sleep(Duration::from_secs(1));
     f.started = mem(pid);
@@ -828,14 +866,14 @@ fn report(opts: &Opts, binary: &Path, idle: &[Idle], fleets: &[Fleet], took: Dur
     );
     let _ = writeln!(
         o,
-        "| plugin build | size | exec → handshake, median (min–max) | RSS idle (anonymous / file-backed) | threads | resident memory by kind |"
+        "| plugin build | size | exec → handshake, median (min–max) | RSS idle (anonymous / file-backed) | PSS idle | threads | resident memory by kind |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
     for i in idle {
         let size = std::fs::metadata(&i.binary).map(|m| m.len()).unwrap_or(0);
         let _ = writeln!(
             o,
-            "| `{}` | {:.1} MiB | {} ({}–{}) | {} ({} / {}) | {} | {} |",
+            "| `{}` | {:.1} MiB | {} ({}–{}) | {} ({} / {}) | {} | {} | {} |",
             rel(&i.binary),
             size as f64 / 1024.0 / 1024.0,
             ms(pct(&i.handshake, 50.0)),
@@ -844,6 +882,7 @@ fn report(opts: &Opts, binary: &Path, idle: &[Idle], fleets: &[Fleet], took: Dur
             mib(i.mem.rss_kb),
             mib(i.mem.anon_kb),
             mib(i.mem.file_kb),
+            mib(i.pss_kb),
             i.mem.threads,
             i.breakdown
         );
@@ -916,6 +955,7 @@ fn report(opts: &Opts, binary: &Path, idle: &[Idle], fleets: &[Fleet], took: Dur
         },
         "",
     );
+    row("ECS calls while starting the K tasks", &|f| f.start_calls.clone(), "");
     row(
         "RSS / threads after K StartTasks, before WaitTask",
         &|f| format!("{} / {}", mib(f.started.rss_kb), f.started.threads),
