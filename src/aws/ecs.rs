@@ -170,6 +170,33 @@ pub struct Task {
     pub containers: Vec<Container>,
     pub started_by: Option<String>,
     pub launch_type: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+/// One of a task's `attachments` (for awsvpc: `ElasticNetworkInterface`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attachment {
+    pub kind: String,
+    pub status: Option<String>,
+    /// `details` name/value pairs (`privateIPv4Address`, `networkInterfaceId`, ...).
+    pub details: Vec<(String, String)>,
+}
+
+impl Task {
+    /// Has the task an elastic network interface (awsvpc networking)?
+    pub fn has_eni(&self) -> bool {
+        self.attachments.iter().any(|a| a.kind == "ElasticNetworkInterface")
+    }
+
+    /// The private IPv4 address of its ENI, once ECS knows it.
+    pub fn private_ipv4(&self) -> Option<&str> {
+        self.attachments
+            .iter()
+            .filter(|a| a.kind == "ElasticNetworkInterface")
+            .flat_map(|a| a.details.iter())
+            .find(|(k, v)| k == "privateIPv4Address" && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -183,6 +210,7 @@ pub struct ContainerDefinition {
     pub name: String,
     /// ECS treats a missing `essential` as true.
     pub essential: bool,
+    pub port_mappings: Vec<PortMapping>,
 }
 
 impl Default for ContainerDefinition {
@@ -190,8 +218,17 @@ impl Default for ContainerDefinition {
         ContainerDefinition {
             name: String::new(),
             essential: true,
+            port_mappings: Vec::new(),
         }
     }
+}
+
+/// One of a container definition's `portMappings`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortMapping {
+    pub container_port: u16,
+    /// The mapping's `name` (Service Connect); optional.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -576,6 +613,34 @@ pub fn parse_task(v: &Value, path: &str) -> Result<Task, Missing> {
         started_by: opt_str(o, "startedBy"),
         // moto sends "" for capacity-provider launches: treat as absent.
         launch_type: opt_str(o, "launchType").filter(|s| !s.is_empty()),
+        attachments: o
+            .get("attachments")
+            .and_then(Value::as_array)
+            .map(|list| list.iter().filter_map(parse_attachment).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// An attachment; malformed ones are skipped (they only add information).
+fn parse_attachment(v: &Value) -> Option<Attachment> {
+    let o = v.as_object()?;
+    Some(Attachment {
+        kind: opt_str(o, "type")?,
+        status: opt_str(o, "status"),
+        details: o
+            .get("details")
+            .and_then(Value::as_array)
+            .map(|d| {
+                d.iter()
+                    .filter_map(|kv| {
+                        Some((
+                            kv.get("name")?.as_str()?.to_string(),
+                            kv.get("value")?.as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -601,6 +666,21 @@ pub fn parse_task_definition(v: &Value, path: &str) -> Result<TaskDefinition, Mi
             Ok(ContainerDefinition {
                 name: req_str(c, "name", &cpath)?,
                 essential: c.get("essential").and_then(Value::as_bool).unwrap_or(true),
+                port_mappings: c
+                    .get("portMappings")
+                    .and_then(Value::as_array)
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|m| {
+                                let port = m.get("containerPort")?.as_u64()?;
+                                Some(PortMapping {
+                                    container_port: u16::try_from(port).ok()?,
+                                    name: m.get("name").and_then(Value::as_str).map(str::to_string),
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
         })
         .collect::<Result<_, Missing>>()?;
@@ -915,7 +995,9 @@ mod tests {
             "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3",
             "containerDefinitions": [
                 {"name": "app", "image": "nginx", "cpu": 0, "memory": 512, "essential": true,
-                 "portMappings": [], "environment": [], "mountPoints": [], "volumesFrom": []},
+                 "portMappings": [{"containerPort": 80, "hostPort": 80, "protocol": "tcp", "name": "http"},
+                                  {"containerPort": 9100, "protocol": "tcp"}, {"containerPort": 99999}],
+                 "environment": [], "mountPoints": [], "volumesFrom": []},
                 {"name": "log", "image": "fluent", "essential": false},
                 {"name": "init", "image": "busybox"}
             ],
@@ -932,15 +1014,27 @@ mod tests {
             vec![
                 ContainerDefinition {
                     name: "app".into(),
-                    essential: true
+                    essential: true,
+                    port_mappings: vec![
+                        PortMapping {
+                            container_port: 80,
+                            name: Some("http".into())
+                        },
+                        PortMapping {
+                            container_port: 9100,
+                            name: None
+                        },
+                    ],
                 },
                 ContainerDefinition {
                     name: "log".into(),
-                    essential: false
+                    essential: false,
+                    ..Default::default()
                 },
                 ContainerDefinition {
                     name: "init".into(),
-                    essential: true
+                    essential: true,
+                    ..Default::default()
                 },
             ]
         );

@@ -9,6 +9,8 @@ pub const DEFAULT_CLUSTER: &str = "default";
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Time allowed to open a TCP connection to an AWS endpoint.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long StartTask waits for an awsvpc task's private IPv4 address.
+pub const DEFAULT_ADDRESS_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time allowed for one whole AWS request (connect included); then it counts as a transient error.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -36,6 +38,8 @@ pub struct DriverConfig {
     pub ca_file: Option<std::path::PathBuf>,
     /// FIPS endpoints for ECS and STS (when no endpoint is given).
     pub use_fips_endpoint: bool,
+    /// How long StartTask waits for an awsvpc task's address (0: not at all).
+    pub address_timeout: Duration,
 }
 
 impl Default for DriverConfig {
@@ -55,6 +59,7 @@ impl Default for DriverConfig {
             sts_endpoint: None,
             ca_file: None,
             use_fips_endpoint: false,
+            address_timeout: DEFAULT_ADDRESS_TIMEOUT,
         }
     }
 }

@@ -118,6 +118,8 @@ pub struct Fingerprint {
 pub struct Started {
     pub task_arn: String,
     pub driver_state: Vec<u8>,
+    /// The task's address for Nomad services (awsvpc tasks whose address ECS reported in time).
+    pub network: Option<state::NetworkInfo>,
 }
 
 /// InspectTask's answer.
@@ -176,7 +178,7 @@ impl Driver {
             shared: Arc::new(Shared {
                 events: EventBus::default(),
                 poller: Poller::start(config::DEFAULT_POLL_INTERVAL),
-                essential: Mutex::new(HashMap::new()),
+                task_definitions: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -478,8 +480,11 @@ impl Driver {
             started_at: SystemTime::now(),
             stdout_path: identity.stdout_path.clone(),
             stderr_path: identity.stderr_path.clone(),
+            network: task.private_ipv4().map(|a| state::NetworkInfo {
+                address: a.to_string(),
+                ports: Vec::new(),
+            }),
         };
-        let driver_state = state.encode();
         let entry = TaskEntry::spawn(
             identity.clone(),
             state,
@@ -490,6 +495,18 @@ impl Driver {
         .map_err(|e| self.leak_guard(&task.task_arn, &cluster, region, endpoint.as_deref(), e))?;
         self.tasks()
             .insert(identity.id.clone(), Slot::Tracked(Arc::clone(&entry)));
+        let network = if task.has_eni() {
+            let td = task
+                .task_definition_arn
+                .clone()
+                .unwrap_or_else(|| spec.task_definition.clone());
+            self.await_network(&entry, &td, cfg.address_timeout)
+        } else {
+            None
+        };
+        let mut persisted = entry.state.clone();
+        persisted.network = network.clone();
+        let driver_state = persisted.encode();
         self.shared.events.publish(
             entry.event(
                 format!("Started ECS task {}", task.task_arn),
@@ -506,28 +523,14 @@ impl Driver {
         Ok(Started {
             task_arn: task.task_arn,
             driver_state,
+            network,
         })
     }
 
-    /// The essential containers of a task definition. A revision-pinned reference (`family:rev`
-    /// or an ARN) is read once and cached; a bare family is read at every start (its latest
-    /// revision may change). The result is cached under the revision's ARN for the task's
-    /// watcher, which needs it again when the task stops.
+    /// The essential containers of a task definition (read through the shared cache).
     fn essential_containers(&self, client: &EcsClient, task_definition: &str) -> Result<Vec<String>, DriverError> {
-        let pinned = task_definition.contains(':');
-        if pinned {
-            if let Some(hit) = self
-                .shared
-                .essential
-                .lock()
-                .ok()
-                .and_then(|c| c.get(task_definition).cloned())
-            {
-                return Ok(hit.as_ref().clone());
-            }
-        }
         let def = with_retries(RetryPolicy::within(RUN_TASK_DEADLINE), || {
-            client.describe_task_definition(task_definition)
+            task::task_definition(client, task_definition, &self.shared)
         })
         .map_err(|e| DriverError::StartFailed {
             recoverable: e.is_transient(),
@@ -537,20 +540,55 @@ impl Driver {
                 describe_aws_problem(&e, client.endpoint())
             ),
         })?;
-        let names: Vec<String> = def
+        Ok(def
             .containers
             .iter()
             .filter(|c| c.essential)
             .map(|c| c.name.clone())
-            .collect();
-        if let Ok(mut cache) = self.shared.essential.lock() {
-            let shared = Arc::new(names.clone());
-            cache.insert(def.arn.clone(), Arc::clone(&shared));
-            if pinned {
-                cache.insert(task_definition.to_string(), shared);
+            .collect())
+    }
+
+    /// For an awsvpc task: its port labels, and its ENI address, waited for up to
+    /// `address_timeout` (the shared poller is asked for a fresh read every second meanwhile).
+    fn await_network(&self, entry: &TaskEntry, task_definition: &str, timeout: Duration) -> Option<state::NetworkInfo> {
+        let ports = match task::task_definition(&entry.client, task_definition, &self.shared) {
+            Ok(def) => port_labels(&def),
+            Err(e) => {
+                log::warn!(task_id = entry.identity.id.as_str(); "cannot read task definition {task_definition} for its port mappings: {e}");
+                Vec::new()
+            }
+        };
+        entry.set_ports(ports.clone());
+        let deadline = Instant::now() + timeout;
+        let mut next_poke = Instant::now();
+        let address = loop {
+            if let Some(a) = entry.address() {
+                break Some(a);
+            }
+            let now = Instant::now();
+            if now >= deadline || entry.exit().is_some() {
+                break None;
+            }
+            if now >= next_poke {
+                self.shared.poller.poke();
+                next_poke = now + STOP_WAIT_POLL;
+            }
+            std::thread::sleep(Duration::from_millis(100).min(deadline - now));
+        };
+        match address {
+            Some(address) => Some(state::NetworkInfo { address, ports }),
+            None => {
+                self.shared.events.publish(entry.event(
+                    format!(
+                        "ECS gave task {} no private IPv4 address within {timeout:?}; Nomad services of this task \
+                         will not advertise its address (raise address_timeout if ENIs take longer here)",
+                        entry.state.task_arn
+                    ),
+                    BTreeMap::new(),
+                ));
+                None
             }
         }
-        Ok(names)
     }
 
     /// The task started but cannot be watched (no thread): stop it rather than leak it.
@@ -757,6 +795,27 @@ pub fn ecs_endpoint(cfg: &DriverConfig, region: &str) -> Option<String> {
         .or_else(|| env_var("AWS_ENDPOINT_URL"))
         .map(|e| e.trim_end_matches('/').to_string())
         .or_else(|| use_fips(cfg).then(|| crate::aws::http::endpoint_for("ecs", region, true)))
+}
+
+/// Port labels of a task definition: each container port mapping's `name`, or the port number
+/// itself when the mapping has no name.
+pub fn port_labels(def: &crate::aws::ecs::TaskDefinition) -> Vec<(String, u16)> {
+    let mut ports: Vec<(String, u16)> = def
+        .containers
+        .iter()
+        .flat_map(|c| c.port_mappings.iter())
+        .map(|m| {
+            let label = m
+                .name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| m.container_port.to_string());
+            (label, m.container_port)
+        })
+        .collect();
+    ports.sort();
+    ports.dedup_by(|a, b| a.0 == b.0);
+    ports
 }
 
 /// How the AWS clients connect: the stanza's timeouts and `ca_file` (else `AWS_CA_BUNDLE`), and

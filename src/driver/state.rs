@@ -11,6 +11,14 @@ use serde_json::{json, Value};
 /// Current driver_state format. The TaskHandle's own `version` is kept equal to it.
 pub const STATE_VERSION: i64 = 1;
 
+/// Where an awsvpc task can be reached: its ENI's private IPv4 address and its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub address: String,
+    /// Port label → container port.
+    pub ports: Vec<(String, u16)>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskState {
     pub task_arn: String,
@@ -22,6 +30,8 @@ pub struct TaskState {
     pub started_at: SystemTime,
     pub stdout_path: String,
     pub stderr_path: String,
+    /// Known at StartTask for awsvpc tasks (absent in older handles).
+    pub network: Option<NetworkInfo>,
 }
 
 impl TaskState {
@@ -37,6 +47,10 @@ impl TaskState {
             "started_at_unix_nanos": started.as_nanos().to_string(),
             "stdout_path": self.stdout_path,
             "stderr_path": self.stderr_path,
+            "address": self.network.as_ref().map(|n| n.address.clone()),
+            "ports": self.network.as_ref().map(|n| {
+                n.ports.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()
+            }),
         })
         .to_string()
         .into_bytes()
@@ -89,8 +103,32 @@ impl TaskState {
             started_at,
             stdout_path: text("stdout_path")?,
             stderr_path: text("stderr_path")?,
+            network: decode_network(&v)?,
         })
     }
+}
+
+/// `address` (string) and `ports` ({label: port}); both optional.
+fn decode_network(v: &Value) -> Result<Option<NetworkInfo>, String> {
+    let address = match v.get("address") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Err("driver_state field `address` is not a string".into()),
+    };
+    let ports = match v.get("ports") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, p)| {
+                p.as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .map(|p| (k.clone(), p))
+                    .ok_or_else(|| format!("driver_state port `{k}` is not a port number"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("driver_state field `ports` is not an object".into()),
+    };
+    Ok(Some(NetworkInfo { address, ports }))
 }
 
 #[cfg(test)]
@@ -107,6 +145,10 @@ mod tests {
             started_at: UNIX_EPOCH + Duration::new(1_795_000_000, 987_654_321),
             stdout_path: "/alloc/logs/.web.stdout.fifo".into(),
             stderr_path: "/alloc/logs/.web.stderr.fifo".into(),
+            network: Some(NetworkInfo {
+                address: "10.0.1.23".into(),
+                ports: vec![("http".into(), 8080), ("metrics".into(), 9100)],
+            }),
         }
     }
 
@@ -116,6 +158,7 @@ mod tests {
         assert_eq!(TaskState::decode(&s.encode()).unwrap(), s);
         let mut no_endpoint = sample();
         no_endpoint.endpoint = None;
+        no_endpoint.network = None;
         assert_eq!(TaskState::decode(&no_endpoint.encode()).unwrap(), no_endpoint);
     }
 

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_channel::oneshot;
 
-use crate::aws::ecs::{EcsClient, Task};
+use crate::aws::ecs::{EcsClient, Task, TaskDefinition};
 
 use super::config::TaskIdentity;
 use super::events::{EventBus, TaskEvent};
 use super::exit::{exit_result, ExitResult};
 use super::poller::Poller;
-use super::state::TaskState;
+use super::state::{NetworkInfo, TaskState};
 
 /// Consecutive polls that must miss a task, and the least time since its start, before the
 /// driver concludes ECS no longer knows it (ECS reads are eventually consistent right after
@@ -58,6 +58,10 @@ struct Inner {
     detached: bool,
     waiters: Vec<oneshot::Sender<ExitResult>>,
     last_error: Option<String>,
+    /// The ENI's private IPv4 address, once ECS reported it (awsvpc tasks).
+    address: Option<String>,
+    /// Port labels → container ports (from the task definition's portMappings).
+    ports: Vec<(String, u16)>,
 }
 
 /// A snapshot for InspectTask.
@@ -72,14 +76,16 @@ pub struct TaskSnapshot {
     pub completed_at: Option<SystemTime>,
     pub detached: bool,
     pub last_error: Option<String>,
+    /// The task's address and ports, once known (awsvpc tasks).
+    pub network: Option<NetworkInfo>,
 }
 
 /// Things every task thread uses.
 pub struct Shared {
     pub events: EventBus,
     pub poller: Arc<Poller>,
-    /// Essential container names per task definition ARN (task definitions are immutable).
-    pub essential: Mutex<HashMap<String, Arc<Vec<String>>>>,
+    /// Task definitions by ARN or `family:revision` (both immutable).
+    pub task_definitions: Mutex<HashMap<String, Arc<TaskDefinition>>>,
 }
 
 pub struct TaskEntry {
@@ -103,6 +109,10 @@ impl TaskEntry {
         shared: Arc<Shared>,
     ) -> std::io::Result<Arc<TaskEntry>> {
         let (tx, rx) = std::sync::mpsc::channel();
+        let (address, ports) = match &state.network {
+            Some(n) => (Some(n.address.clone()), n.ports.clone()),
+            None => (None, Vec::new()),
+        };
         let entry = Arc::new(TaskEntry {
             identity,
             state,
@@ -116,6 +126,8 @@ impl TaskEntry {
                 detached: false,
                 waiters: Vec::new(),
                 last_error: None,
+                address,
+                ports,
             }),
             cond: Condvar::new(),
             tx: tx.clone(),
@@ -186,6 +198,16 @@ impl TaskEntry {
         true
     }
 
+    /// The ENI address seen so far.
+    pub fn address(&self) -> Option<String> {
+        self.lock().address.clone()
+    }
+
+    /// Records the task's port labels (from its task definition).
+    pub fn set_ports(&self, ports: Vec<(String, u16)>) {
+        self.lock().ports = ports;
+    }
+
     pub fn snapshot(&self) -> TaskSnapshot {
         let g = self.lock();
         TaskSnapshot {
@@ -202,6 +224,10 @@ impl TaskEntry {
             completed_at: g.completed_at,
             detached: g.detached,
             last_error: g.last_error.clone(),
+            network: g.address.clone().map(|address| NetworkInfo {
+                address,
+                ports: g.ports.clone(),
+            }),
         }
     }
 
@@ -300,6 +326,9 @@ fn observe(entry: &TaskEntry, task: &Task, shared: &Shared) -> bool {
     let changed = {
         let mut g = entry.lock();
         g.last_error = None;
+        if let Some(addr) = task.private_ipv4() {
+            g.address = Some(addr.to_string());
+        }
         let changed = g.last_status != task.last_status || g.desired_status != task.desired_status;
         g.last_status = task.last_status.clone();
         g.desired_status = task.desired_status.clone();
@@ -319,7 +348,7 @@ fn observe(entry: &TaskEntry, task: &Task, shared: &Shared) -> bool {
     }
     let essential = essential_containers(entry, task, shared);
     let stopped_by_nomad = entry.stop_requested.load(std::sync::atomic::Ordering::SeqCst);
-    let exit = exit_result(task, essential.as_deref().map(|v| v.as_slice()), stopped_by_nomad);
+    let exit = exit_result(task, essential.as_deref(), stopped_by_nomad);
     let completed_at = task.stopped_at.and_then(epoch_secs).unwrap_or_else(SystemTime::now);
     if entry.finish(exit.clone(), completed_at, false) {
         let codes: Vec<String> = task
@@ -378,33 +407,53 @@ fn observe(entry: &TaskEntry, task: &Task, shared: &Shared) -> bool {
 
 /// Essential container names of the task's definition, cached; `None` if unknown (then every
 /// container counts).
-fn essential_containers(entry: &TaskEntry, task: &Task, shared: &Shared) -> Option<Arc<Vec<String>>> {
+fn essential_containers(entry: &TaskEntry, task: &Task, shared: &Shared) -> Option<Vec<String>> {
     let td = task
         .task_definition_arn
         .clone()
         .unwrap_or_else(|| entry.state.task_definition.clone());
-    if let Some(hit) = shared.essential.lock().ok().and_then(|c| c.get(&td).cloned()) {
-        return Some(hit);
-    }
-    match entry.client.describe_task_definition(&td) {
-        Ok(def) => {
-            let names: Arc<Vec<String>> = Arc::new(
-                def.containers
-                    .iter()
-                    .filter(|c| c.essential)
-                    .map(|c| c.name.clone())
-                    .collect(),
-            );
-            if let Ok(mut c) = shared.essential.lock() {
-                c.insert(td, Arc::clone(&names));
-            }
-            Some(names)
-        }
+    match task_definition(&entry.client, &td, shared) {
+        Ok(def) => Some(
+            def.containers
+                .iter()
+                .filter(|c| c.essential)
+                .map(|c| c.name.clone())
+                .collect(),
+        ),
         Err(e) => {
             log::warn!(task_id = entry.identity.id.as_str(); "cannot read task definition {td} to find its essential containers; using every container's exit code: {e}");
             None
         }
     }
+}
+
+/// A task definition, from the cache when the reference is pinned to a revision (`family:rev`
+/// or an ARN); a bare family is read each time (its latest revision may change). Every read is
+/// cached under its ARN and, when pinned, the reference itself.
+pub fn task_definition(
+    client: &EcsClient,
+    reference: &str,
+    shared: &Shared,
+) -> Result<Arc<TaskDefinition>, crate::aws::AwsError> {
+    let pinned = reference.contains(':');
+    if pinned {
+        if let Some(hit) = shared
+            .task_definitions
+            .lock()
+            .ok()
+            .and_then(|c| c.get(reference).cloned())
+        {
+            return Ok(hit);
+        }
+    }
+    let def = Arc::new(client.describe_task_definition(reference)?);
+    if let Ok(mut cache) = shared.task_definitions.lock() {
+        cache.insert(def.arn.clone(), Arc::clone(&def));
+        if pinned {
+            cache.insert(reference.to_string(), Arc::clone(&def));
+        }
+    }
+    Ok(def)
 }
 
 fn epoch_secs(secs: f64) -> Option<SystemTime> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::driver::config::{
     CapacityProviderStrategyItem, ContainerOverride, DriverConfig, LaunchType, Placement, TaskSpec, VpcConfig,
-    DEFAULT_CLUSTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_ADDRESS_TIMEOUT, DEFAULT_CLUSTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
 };
 
 use super::msgpack::{self, Value};
@@ -315,6 +315,18 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
         request_timeout,
         ca_file,
         use_fips_endpoint: opt_bool(obj, "", "use_fips_endpoint")?.unwrap_or(false),
+        address_timeout: match opt_string(obj, "", "address_timeout")? {
+            None => DEFAULT_ADDRESS_TIMEOUT,
+            Some(s) => match parse_duration(&s) {
+                Some(d) if d <= Duration::from_secs(15 * 60) => d,
+                _ => {
+                    return Err(ConfigError::new(
+                        "address_timeout",
+                        format!("{s:?} is not a duration up to 15m (write e.g. \"2m\", or \"0s\" not to wait)"),
+                    ))
+                }
+            },
+        },
         profile,
         role_arn,
         external_id,

@@ -151,7 +151,20 @@ pub fn inspect(s: &TaskSnapshot) -> pb::InspectTaskResponse {
     let mut r = pb::InspectTaskResponse::new();
     r.task = Some(st).into();
     r.driver = Some(drv).into();
+    if let Some(net) = &s.network {
+        r.network_override = Some(network_override(net)).into();
+    }
     r
+}
+
+/// The task's address for Nomad services and checks (DriverNetwork): the ENI's IP, the port
+/// labels, advertised automatically.
+pub fn network_override(net: &crate::driver::state::NetworkInfo) -> pb::NetworkOverride {
+    let mut n = pb::NetworkOverride::new();
+    n.addr = net.address.clone();
+    n.port_map = net.ports.iter().map(|(k, v)| (k.clone(), i32::from(*v))).collect();
+    n.auto_advertise = true;
+    n
 }
 
 /// Zero usage with every message Nomad dereferences present.

@@ -305,5 +305,8 @@ fn start_task(driver: &Driver, req: pb::StartTaskRequest) -> Result<pb::StartTas
     let mut r = pb::StartTaskResponse::new();
     r.result = pb::start_task_response::Result::SUCCESS.into();
     r.handle = Some(handle).into();
+    if let Some(net) = &started.network {
+        r.network_override = Some(convert::network_override(net)).into();
+    }
     Ok(r)
 }

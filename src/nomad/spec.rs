@@ -79,6 +79,7 @@ pub fn plugin_config_spec() -> Spec {
         ("role_session_name", attr("role_session_name", "string")),
         ("sts_endpoint", attr("sts_endpoint", "string")),
         ("ca_file", attr("ca_file", "string")),
+        ("address_timeout", attr("address_timeout", "string")),
         (
             "use_fips_endpoint",
             with_default(attr("use_fips_endpoint", "bool"), "false"),
@@ -227,6 +228,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "address_timeout",
                 "ca_file",
                 "cluster",
                 "connect_timeout",

@@ -154,6 +154,7 @@ pub fn plugin_config_with(
         ("role_session_name", Cty::Null),
         ("sts_endpoint", Cty::Null),
         ("ca_file", Cty::Null),
+        ("address_timeout", Cty::Null),
         // A default literal in the schema: Nomad always sends a bool.
         ("use_fips_endpoint", Cty::Bool(false)),
     ];

@@ -141,6 +141,10 @@ never counted in ``/_test/calls`` and never subject to auth or faults.
 ``POST /_test/calls/reset`` -> ``{"ok": true}``; clears counts and recorded bodies.
 ``GET /_test/access-keys?operation=DescribeClusters`` -> ``["AKID...", null, ...]``: the access key id of each
     recorded call's SigV4 signature, in order (null when the call was unsigned). ECS operations and STS Actions.
+``POST /_test/eni-delay`` body ``{"describe_tasks": N}`` -> ``{"describe_tasks": N}``: from now on RunTask answers show
+    the ENI attachment as PRECREATED without ``privateIPv4Address``, and DescribeTasks shows it so for the first N
+    answers about each task (an ENI still being attached, as on real ECS); 0 turns it off. ``/_test/tasks`` always
+    has the address (``private_ipv4``).
 ``POST /_test/role`` body ``{"role_name": "..."}`` (optional) -> ``{"role_arn": "arn:aws:iam::123456789012:role/..."}``:
     creates (or reuses) an IAM role anyone may assume (AssumeRole and AssumeRoleWithWebIdentity) with an allow-all
     inline policy, so assumed-role credentials pass auth mode.
@@ -160,7 +164,7 @@ never counted in ``/_test/calls`` and never subject to auth or faults.
 ``GET /_test/tasks?region=us-east-1&cluster=<name or ARN>``
     -> every task of that cluster in moto's memory, in creation order:
     ``[{"arn", "last_status", "desired_status", "started_by", "task_definition_arn", "stopped_reason",
-    "client_token"?}]``. ``client_token`` is present when the RunTask that created the task carried a
+    "client_token"?, "private_ipv4"?}]``. ``client_token`` is present when the RunTask that created the task carried a
     clientToken (moto itself ignores clientToken; the middleware remembers it). Unknown cluster -> ``[]``.
 
 RunTask with a capacity provider strategy
@@ -287,6 +291,8 @@ class Emulator:
         self.bodies: dict[str, list] = {}
         self.client_tokens: dict[str, str] = {}  # task ARN -> clientToken of the RunTask that made it
         self.access_keys: dict[str, list] = {}  # operation -> access key id of each call's signature (or None)
+        self.eni_delay = 0  # DescribeTasks answers per task that still lack the ENI address
+        self.eni_seen: dict[str, int] = {}  # task ARN -> DescribeTasks answers given so far
         self.run_task_answers: dict[str, tuple[str, list, bytes]] = {}  # clientToken -> first 200 answer
         self.token_locks: dict[str, threading.Lock] = {}
         self.user_seq = itertools.count(1)
@@ -306,6 +312,7 @@ class Emulator:
             ("GET", "/_test/tasks"): self.list_tasks,
             ("GET", "/_test/access-keys"): self.get_access_keys,
             ("POST", "/_test/role"): self.create_role,
+            ("POST", "/_test/eni-delay"): self.set_eni_delay,
         }
 
     # ---- WSGI entry point ----------------------------------------------------------------------------------
@@ -340,7 +347,61 @@ class Emulator:
             fargate_by_strategy(environ, body)
         if is_ecs and operation == "RunTask" and isinstance(body, dict) and body.get("clientToken"):
             return self.run_task_recording_token(environ, start_response, str(body["clientToken"]))
+        if is_ecs and operation in ("RunTask", "DescribeTasks") and self.eni_delay > 0:
+            return self.delaying_eni_address(environ, start_response)
         return self.moto_app(environ, start_response)
+
+    def set_eni_delay(self, body, query):
+        polls = body.get("describe_tasks")
+        if not isinstance(polls, int) or polls < 0:
+            raise ControlError(400, "describe_tasks must be a whole number")
+        with self.lock:
+            self.eni_delay = polls
+            self.eni_seen.clear()
+        return {"describe_tasks": polls}
+
+    def strip_eni_address(self, data: bytes, operation: str) -> bytes:
+        """Drops privateIPv4Address from the tasks of a RunTask answer, and from DescribeTasks answers until
+        that task has been described ``eni_delay`` times (an ENI still being attached, as in real ECS)."""
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            return data
+        for task in answer.get("tasks", []) if isinstance(answer, dict) else []:
+            arn = task.get("taskArn")
+            with self.lock:
+                if operation == "DescribeTasks":
+                    self.eni_seen[arn] = self.eni_seen.get(arn, 0) + 1
+                hide = operation == "RunTask" or self.eni_seen.get(arn, 0) <= self.eni_delay
+            if hide:
+                for attachment in task.get("attachments", []):
+                    attachment["status"] = "PRECREATED"
+                    attachment["details"] = [
+                        d for d in attachment.get("details", []) if d.get("name") != "privateIPv4Address"
+                    ]
+        return json.dumps(answer).encode("utf-8")
+
+    def delaying_eni_address(self, environ, start_response):
+        operation = environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1]
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"] = status
+            captured["headers"] = list(headers)
+            return lambda _data: None
+
+        app_iter = self.moto_app(environ, capture)
+        try:
+            data = b"".join(app_iter)
+        finally:
+            if hasattr(app_iter, "close"):
+                app_iter.close()
+        if captured.get("status", "").startswith("200"):
+            data = self.strip_eni_address(data, operation)
+        headers = [(k, v) for k, v in captured.get("headers", []) if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(data))))
+        start_response(captured.get("status", "500 INTERNAL SERVER ERROR"), headers)
+        return [data]
 
     def record_query_call(self, environ):
         """A query-protocol call (STS): counted, its form body and signing key kept, by its Action."""
@@ -368,7 +429,7 @@ class Emulator:
             def capture(status, headers, exc_info=None):
                 captured["status"] = status
                 captured["headers"] = list(headers)
-                return start_response(status, headers, exc_info)
+                return lambda _data: None
 
             app_iter = self.moto_app(environ, capture)
             try:
@@ -376,15 +437,22 @@ class Emulator:
             finally:
                 if hasattr(app_iter, "close"):
                     app_iter.close()
-            if captured.get("status", "").startswith("200"):
+            ok = captured.get("status", "").startswith("200")
+            if ok and self.eni_delay > 0:
+                data = self.strip_eni_address(data, "RunTask")
+            headers = [(k, v) for k, v in captured.get("headers", []) if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(data))))
+            status = captured.get("status", "500 INTERNAL SERVER ERROR")
+            if ok:
                 with self.lock:
-                    self.run_task_answers[token] = (captured["status"], captured["headers"], data)
+                    self.run_task_answers[token] = (status, headers, data)
                 try:
                     for task in json.loads(data).get("tasks", []):
                         with self.lock:
                             self.client_tokens[task["taskArn"]] = token
                 except (ValueError, AttributeError, KeyError, TypeError):
                     log.warning("could not read RunTask response to record its clientToken")
+            start_response(status, headers)
             return [data]
 
     # ---- faults --------------------------------------------------------------------------------------------
@@ -742,6 +810,10 @@ class Emulator:
                 "task_definition_arn": task.task_definition_arn,
                 "stopped_reason": task.stopped_reason,
             }
+            for attachment in getattr(task, "attachments", []) or []:
+                for detail in attachment.get("details", []):
+                    if detail.get("name") == "privateIPv4Address":
+                        entry["private_ipv4"] = detail.get("value")
             token = tokens.get(task.task_arn) or tokens.get(arn)
             if token is not None:
                 entry["client_token"] = token
