@@ -32,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
     let body = String::from_utf8_lossy(body);
 
     let e = parse_error_response("DescribeTasks", status, header.as_deref(), &body);
-    assert!(e.message.chars().count() <= MESSAGE_CAP, "message of {} chars", e.message.chars().count());
+    assert!(
+        e.message.chars().count() <= MESSAGE_CAP,
+        "message of {} chars",
+        e.message.chars().count()
+    );
     assert!(!e.message.is_empty());
     assert!(!e.code.is_empty());
     assert_eq!(e.code, e.code.trim());

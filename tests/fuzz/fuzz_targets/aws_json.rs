@@ -49,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
                 match parse_task(candidate, key) {
                     Ok(t) => assert_eq!(
                         t.containers.len(),
-                        candidate.get("containers").and_then(Value::as_array).map_or(0, Vec::len)
+                        candidate
+                            .get("containers")
+                            .and_then(Value::as_array)
+                            .map_or(0, Vec::len)
                     ),
                     Err(m) => named(&m),
                 }

@@ -12,8 +12,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(state) => {
             assert!(!state.task_arn.is_empty(), "{state:?}");
             let bytes = state.encode();
-            let again = TaskState::decode(&bytes)
-                .unwrap_or_else(|e| panic!("re-decoding {state:?} failed: {e}"));
+            let again = TaskState::decode(&bytes).unwrap_or_else(|e| panic!("re-decoding {state:?} failed: {e}"));
             assert_eq!(again, state);
             assert_eq!(again.encode(), bytes);
         }

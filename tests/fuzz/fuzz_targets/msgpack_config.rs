@@ -28,7 +28,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(same(&v, &again), "re-encoding changed {v:?} into {again:?}");
         }
         Err(e) => {
-            assert!(e.offset <= data.len(), "error offset {} past {} bytes", e.offset, data.len());
+            assert!(
+                e.offset <= data.len(),
+                "error offset {} past {} bytes",
+                e.offset,
+                data.len()
+            );
             assert!(!e.to_string().is_empty());
         }
     }
@@ -38,12 +43,16 @@ fuzz_target!(|data: &[u8]| {
             assert!(c.poll_interval >= Duration::from_millis(200), "{c:?}");
             assert!(!c.cluster.trim().is_empty(), "{c:?}");
             let http = Duration::from_millis(100)..=Duration::from_secs(300);
-            assert!(http.contains(&c.connect_timeout) && http.contains(&c.request_timeout), "{c:?}");
+            assert!(
+                http.contains(&c.connect_timeout) && http.contains(&c.request_timeout),
+                "{c:?}"
+            );
             assert!(c.connect_timeout <= c.request_timeout, "{c:?}");
             if let Some(r) = &c.region {
                 assert!(!r.is_empty(), "{c:?}");
                 assert!(
-                    r.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'),
+                    r.chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'),
                     "{c:?}"
                 );
             }
@@ -62,8 +71,15 @@ fuzz_target!(|data: &[u8]| {
             if let Some(vpc) = &t.vpc {
                 assert!((1..=16).contains(&vpc.subnets.len()), "{t:?}");
                 assert!(vpc.security_groups.len() <= 5, "{t:?}");
-                assert!(vpc.subnets.iter().chain(&vpc.security_groups).all(|s| !s.trim().is_empty()));
-                assert!(matches!(vpc.assign_public_ip.as_deref(), None | Some("ENABLED" | "DISABLED")));
+                assert!(vpc
+                    .subnets
+                    .iter()
+                    .chain(&vpc.security_groups)
+                    .all(|s| !s.trim().is_empty()));
+                assert!(matches!(
+                    vpc.assign_public_ip.as_deref(),
+                    None | Some("ENABLED" | "DISABLED")
+                ));
             }
         }
         Err(e) => assert!(!e.field.is_empty() && !e.message.is_empty(), "{e:?}"),
