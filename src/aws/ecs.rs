@@ -211,6 +211,7 @@ pub struct ContainerDefinition {
     /// ECS treats a missing `essential` as true.
     pub essential: bool,
     pub port_mappings: Vec<PortMapping>,
+    pub log_configuration: Option<LogConfiguration>,
 }
 
 impl Default for ContainerDefinition {
@@ -219,7 +220,22 @@ impl Default for ContainerDefinition {
             name: String::new(),
             essential: true,
             port_mappings: Vec::new(),
+            log_configuration: None,
         }
+    }
+}
+
+/// A container's `logConfiguration`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogConfiguration {
+    /// `awslogs`, `awsfirelens`, `splunk`, ...
+    pub log_driver: String,
+    pub options: Vec<(String, String)>,
+}
+
+impl LogConfiguration {
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -681,6 +697,20 @@ pub fn parse_task_definition(v: &Value, path: &str) -> Result<TaskDefinition, Mi
                             .collect()
                     })
                     .unwrap_or_default(),
+                log_configuration: c.get("logConfiguration").and_then(|l| {
+                    Some(LogConfiguration {
+                        log_driver: l.get("logDriver")?.as_str()?.to_string(),
+                        options: l
+                            .get("options")
+                            .and_then(Value::as_object)
+                            .map(|o| {
+                                o.iter()
+                                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
+                }),
             })
         })
         .collect::<Result<_, Missing>>()?;
@@ -1025,6 +1055,7 @@ mod tests {
                             name: None
                         },
                     ],
+                    log_configuration: None,
                 },
                 ContainerDefinition {
                     name: "log".into(),

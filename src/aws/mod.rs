@@ -9,6 +9,7 @@
 //! - [`transport`]: proxies, TLS trust and the shared connection pool.
 //! - [`http`]: [`http::JsonClient`], one signed `POST` per call, errors mapped to [`AwsError`].
 //! - [`ecs`]: [`ecs::EcsClient`], typed ECS operations on top of the JSON client.
+//! - [`logs`]: [`logs::LogsClient`], CloudWatch Logs' GetLogEvents for the containers' output.
 //!
 //! The transport never retries: [`retry`] wraps calls that are safe to repeat,
 //! deciding with [`AwsError::is_transient`].
@@ -17,6 +18,7 @@ pub mod credentials;
 pub mod ecs;
 pub mod error;
 pub mod http;
+pub mod logs;
 /// Retry with backoff for transient errors (written with the driver core).
 pub mod retry;
 pub mod sign;

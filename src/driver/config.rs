@@ -9,6 +9,8 @@ pub const DEFAULT_CLUSTER: &str = "default";
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Time allowed to open a TCP connection to an AWS endpoint.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often each CloudWatch Logs stream is read.
+pub const DEFAULT_LOGS_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// How long StartTask waits for an awsvpc task's private IPv4 address.
 pub const DEFAULT_ADDRESS_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time allowed for one whole AWS request (connect included); then it counts as a transient error.
@@ -40,6 +42,13 @@ pub struct DriverConfig {
     pub use_fips_endpoint: bool,
     /// How long StartTask waits for an awsvpc task's address (0: not at all).
     pub address_timeout: Duration,
+    /// Tail the containers' awslogs streams into the tasks' stdout (and lifecycle lines into
+    /// their stderr).
+    pub stream_logs: bool,
+    /// How often each log stream is read.
+    pub logs_poll_interval: Duration,
+    /// CloudWatch Logs API URL override.
+    pub logs_endpoint: Option<String>,
 }
 
 impl Default for DriverConfig {
@@ -60,6 +69,9 @@ impl Default for DriverConfig {
             ca_file: None,
             use_fips_endpoint: false,
             address_timeout: DEFAULT_ADDRESS_TIMEOUT,
+            stream_logs: true,
+            logs_poll_interval: DEFAULT_LOGS_POLL_INTERVAL,
+            logs_endpoint: None,
         }
     }
 }

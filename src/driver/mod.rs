@@ -4,6 +4,7 @@
 pub mod config;
 pub mod events;
 pub mod exit;
+pub mod logs;
 pub mod overrides;
 pub mod poller;
 pub mod state;
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::aws::credentials::{self as creds, imds, region_from_env, ChainSettings, CredentialSource};
 use crate::aws::ecs::{AwsVpcConfiguration, EcsClient, RunTaskInput};
 use crate::aws::http::HttpConfig;
+use crate::aws::logs::LogsClient;
 use crate::aws::retry::{with_retries, RetryPolicy};
 use crate::aws::sts::RoleRequest;
 use crate::aws::transport::ProxySettings;
@@ -144,6 +146,7 @@ pub struct Driver {
     /// The region read from instance metadata, once found.
     imds_region: Mutex<Option<String>>,
     clients: Mutex<HashMap<ClientKey, Arc<EcsClient>>>,
+    logs_clients: Mutex<HashMap<ClientKey, Arc<LogsClient>>>,
     tasks: Mutex<HashMap<String, Slot>>,
     shared: Arc<Shared>,
 }
@@ -168,15 +171,18 @@ impl Driver {
     }
 
     fn with_credentials(fixed_credentials: Option<Arc<dyn CredentialSource>>) -> Driver {
+        let events = EventBus::default();
         Driver {
             config: RwLock::new(None),
             fixed_credentials,
             credentials: Mutex::new(None),
             imds_region: Mutex::new(None),
             clients: Mutex::new(HashMap::new()),
+            logs_clients: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
             shared: Arc::new(Shared {
-                events: EventBus::default(),
+                logs: logs::LogTail::start(events.subscribe()),
+                events,
                 poller: Poller::start(config::DEFAULT_POLL_INTERVAL),
                 task_definitions: Mutex::new(HashMap::new()),
             }),
@@ -261,6 +267,7 @@ impl Driver {
         log::debug!("AWS credentials from: {}", source.describe());
         *slot = Some((key, Arc::clone(&source)));
         self.clients.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.logs_clients.lock().unwrap_or_else(|p| p.into_inner()).clear();
         source
     }
 
@@ -504,6 +511,13 @@ impl Driver {
         } else {
             None
         };
+        if cfg.stream_logs {
+            let td = task
+                .task_definition_arn
+                .clone()
+                .unwrap_or_else(|| spec.task_definition.clone());
+            self.start_log_tail(&entry, &td, cfg);
+        }
         let mut persisted = entry.state.clone();
         persisted.network = network.clone();
         let driver_state = persisted.encode();
@@ -591,6 +605,58 @@ impl Driver {
         }
     }
 
+    /// Tails the task's awslogs streams into its stdout FIFO (and its lifecycle lines into
+    /// the stderr FIFO).
+    fn start_log_tail(&self, entry: &TaskEntry, task_definition: &str, cfg: &DriverConfig) {
+        let sources = match task::task_definition(&entry.client, task_definition, &self.shared) {
+            Ok(def) => logs::sources(&def, &entry.state.task_arn),
+            Err(e) => {
+                log::warn!(task_id = entry.identity.id.as_str(); "cannot read task definition {task_definition} for its log configuration; the task's output will not reach Nomad: {e}");
+                Vec::new()
+            }
+        };
+        let streams = sources
+            .into_iter()
+            .filter_map(|src| {
+                let region = src.region.clone().unwrap_or_else(|| entry.state.region.clone());
+                match self.logs_client(&region, cfg) {
+                    Ok(c) => Some((src, c)),
+                    Err(e) => {
+                        log::warn!(task_id = entry.identity.id.as_str(); "cannot read CloudWatch Logs in {region}: {e}");
+                        None
+                    }
+                }
+            })
+            .collect();
+        self.shared.logs.register(logs::Registration {
+            task_id: entry.identity.id.clone(),
+            stdout_path: entry.state.stdout_path.clone(),
+            stderr_path: entry.state.stderr_path.clone(),
+            streams,
+            interval: cfg.logs_poll_interval,
+        });
+    }
+
+    fn logs_client(&self, region: &str, cfg: &DriverConfig) -> Result<Arc<LogsClient>, AwsError> {
+        let endpoint = cfg
+            .logs_endpoint
+            .clone()
+            .or_else(|| env_var("AWS_ENDPOINT_URL_LOGS"))
+            .or_else(|| env_var("AWS_ENDPOINT_URL"))
+            .map(|e| e.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| crate::aws::http::endpoint_for("logs", region, use_fips(cfg)));
+        let http = http_config(cfg);
+        let credentials = self.credentials(cfg);
+        let key = (region.to_string(), Some(endpoint.clone()), http.clone());
+        let mut clients = self.logs_clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(Arc::clone(c));
+        }
+        let c = Arc::new(LogsClient::new(&endpoint, region, credentials, &http)?);
+        clients.insert(key, Arc::clone(&c));
+        Ok(c)
+    }
+
     /// The task started but cannot be watched (no thread): stop it rather than leak it.
     fn leak_guard(
         &self,
@@ -636,6 +702,10 @@ impl Driver {
                 return Ok(());
             }
             tasks.insert(identity.id.clone(), Slot::Tracked(Arc::clone(&entry)));
+        }
+        if let Some(cfg) = self.config().filter(|c| c.stream_logs) {
+            let td = entry.state.task_definition.clone();
+            self.start_log_tail(&entry, &td, &cfg);
         }
         self.shared.events.publish(entry.event(
             format!("Re-attached to ECS task {arn}"),
@@ -753,6 +823,7 @@ impl Driver {
             }
         }
         entry.send(TaskMsg::Forget);
+        self.shared.logs.finish(id);
         self.tasks().remove(id);
         Ok(())
     }

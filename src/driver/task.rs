@@ -83,6 +83,8 @@ pub struct TaskSnapshot {
 /// Things every task thread uses.
 pub struct Shared {
     pub events: EventBus,
+    /// Tails the tasks' CloudWatch Logs streams into their FIFOs.
+    pub logs: Arc<super::logs::LogTail>,
     pub poller: Arc<Poller>,
     /// Task definitions by ARN or `family:revision` (both immutable).
     pub task_definitions: Mutex<HashMap<String, Arc<TaskDefinition>>>,
@@ -346,6 +348,7 @@ fn observe(entry: &TaskEntry, task: &Task, shared: &Shared) -> bool {
         }
         return false;
     }
+    shared.logs.finish(&entry.identity.id);
     let essential = essential_containers(entry, task, shared);
     let stopped_by_nomad = entry.stop_requested.load(std::sync::atomic::Ordering::SeqCst);
     let exit = exit_result(task, essential.as_deref(), stopped_by_nomad);

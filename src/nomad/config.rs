@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::driver::config::{
     CapacityProviderStrategyItem, ContainerOverride, DriverConfig, LaunchType, Placement, TaskSpec, VpcConfig,
-    DEFAULT_ADDRESS_TIMEOUT, DEFAULT_CLUSTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_ADDRESS_TIMEOUT, DEFAULT_CLUSTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOGS_POLL_INTERVAL,
+    DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
 };
 
 use super::msgpack::{self, Value};
@@ -305,7 +306,26 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
             ));
         }
     }
+    let logs_endpoint = trimmed(opt_string(obj, "", "logs_endpoint")?).map(|e| e.trim_end_matches('/').to_string());
+    if let Some(e) = &logs_endpoint {
+        validate_endpoint(e).map_err(|err| ConfigError::new("logs_endpoint", err.message))?;
+    }
+    let logs_poll_interval = match opt_string(obj, "", "logs_poll_interval")? {
+        None => DEFAULT_LOGS_POLL_INTERVAL,
+        Some(s) => match parse_duration(&s) {
+            Some(d) if d >= MIN_POLL_INTERVAL && d <= Duration::from_secs(600) => d,
+            _ => {
+                return Err(ConfigError::new(
+                    "logs_poll_interval",
+                    format!("{s:?} is not a duration from 200ms to 10m (write e.g. \"2s\")"),
+                ))
+            }
+        },
+    };
     Ok(DriverConfig {
+        stream_logs: opt_bool(obj, "", "stream_logs")?.unwrap_or(true),
+        logs_poll_interval,
+        logs_endpoint,
         enabled,
         cluster,
         region,

@@ -80,6 +80,9 @@ pub fn plugin_config_spec() -> Spec {
         ("sts_endpoint", attr("sts_endpoint", "string")),
         ("ca_file", attr("ca_file", "string")),
         ("address_timeout", attr("address_timeout", "string")),
+        ("stream_logs", with_default(attr("stream_logs", "bool"), "true")),
+        ("logs_poll_interval", attr("logs_poll_interval", "string")),
+        ("logs_endpoint", attr("logs_endpoint", "string")),
         (
             "use_fips_endpoint",
             with_default(attr("use_fips_endpoint", "bool"), "false"),
@@ -235,12 +238,15 @@ mod tests {
                 "enabled",
                 "endpoint",
                 "external_id",
+                "logs_endpoint",
+                "logs_poll_interval",
                 "poll_interval",
                 "profile",
                 "region",
                 "request_timeout",
                 "role_arn",
                 "role_session_name",
+                "stream_logs",
                 "sts_endpoint",
                 "use_fips_endpoint"
             ]

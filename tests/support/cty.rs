@@ -155,6 +155,9 @@ pub fn plugin_config_with(
         ("sts_endpoint", Cty::Null),
         ("ca_file", Cty::Null),
         ("address_timeout", Cty::Null),
+        ("stream_logs", Cty::Bool(true)),
+        ("logs_poll_interval", Cty::Null),
+        ("logs_endpoint", Cty::Null),
         // A default literal in the schema: Nomad always sends a bool.
         ("use_fips_endpoint", Cty::Bool(false)),
     ];

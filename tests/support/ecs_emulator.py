@@ -137,7 +137,8 @@ never counted in ``/_test/calls`` and never subject to auth or faults.
 ``GET /_test/calls``
     -> ``{"RunTask": 3, "DescribeTasks": 10, ...}``: ECS operations received (X-Amz-Target
     ``AmazonEC2ContainerServiceV20141113.*``, faulted ones included) since start or the last reset.
-    Query-protocol calls (STS: form-encoded POSTs with an ``Action``) are counted under their Action too.
+    Query-protocol calls (STS: form-encoded POSTs with an ``Action``) are counted under their Action too, and
+    CloudWatch Logs calls (``X-Amz-Target: Logs_20140328.*``) under their operation.
 ``POST /_test/calls/reset`` -> ``{"ok": true}``; clears counts and recorded bodies.
 ``GET /_test/access-keys?operation=DescribeClusters`` -> ``["AKID...", null, ...]``: the access key id of each
     recorded call's SigV4 signature, in order (null when the call was unsigned). ECS operations and STS Actions.
@@ -145,6 +146,9 @@ never counted in ``/_test/calls`` and never subject to auth or faults.
     the ENI attachment as PRECREATED without ``privateIPv4Address``, and DescribeTasks shows it so for the first N
     answers about each task (an ENI still being attached, as on real ECS); 0 turns it off. ``/_test/tasks`` always
     has the address (``private_ipv4``).
+``POST /_test/log-events`` body ``{"region": "us-east-1", "group": "/ecs/web", "stream": "web/web/<task id>",
+    "messages": ["line 1", "line 2"]}`` -> ``{"put": 2}``: appends the messages to that CloudWatch Logs stream in
+    moto (group and stream created when missing), with strictly increasing millisecond timestamps.
 ``POST /_test/role`` body ``{"role_name": "..."}`` (optional) -> ``{"role_arn": "arn:aws:iam::123456789012:role/..."}``:
     creates (or reuses) an IAM role anyone may assume (AssumeRole and AssumeRoleWithWebIdentity) with an allow-all
     inline policy, so assumed-role credentials pass auth mode.
@@ -313,6 +317,7 @@ class Emulator:
             ("GET", "/_test/access-keys"): self.get_access_keys,
             ("POST", "/_test/role"): self.create_role,
             ("POST", "/_test/eni-delay"): self.set_eni_delay,
+            ("POST", "/_test/log-events"): self.put_log_events,
         }
 
     # ---- WSGI entry point ----------------------------------------------------------------------------------
@@ -333,7 +338,7 @@ class Emulator:
         is_ecs = target.startswith(ECS_TARGET_PREFIX)
         # Always consume the body here: a faulted request must not leave unread bytes on a kept-alive connection.
         body = parse_json_or_text(read_body(environ))
-        if is_ecs:
+        if is_ecs or target.startswith("Logs_20140328."):
             with self.lock:
                 self.calls[operation] = self.calls.get(operation, 0) + 1
                 self.bodies.setdefault(operation, []).append(body)
@@ -350,6 +355,28 @@ class Emulator:
         if is_ecs and operation in ("RunTask", "DescribeTasks") and self.eni_delay > 0:
             return self.delaying_eni_address(environ, start_response)
         return self.moto_app(environ, start_response)
+
+    def put_log_events(self, body, query):
+        from moto.logs.models import logs_backends
+
+        region = body.get("region") or "us-east-1"
+        group = body.get("group")
+        stream = body.get("stream")
+        messages = body.get("messages") or []
+        if not group or not stream or not isinstance(messages, list):
+            raise ControlError(400, "group, stream and messages (a list) are required")
+        logs = logs_backends[ACCOUNT_ID][region]
+        if group not in logs.groups:
+            logs.create_log_group(group, {})
+        if stream not in logs.groups[group].streams:
+            logs.create_log_stream(group, stream)
+        with self.lock:
+            self.log_clock = max(getattr(self, "log_clock", 0) + 1, int(time.time() * 1000))
+            first = self.log_clock
+            self.log_clock += len(messages)
+        events = [{"timestamp": first + i, "message": str(m)} for i, m in enumerate(messages)]
+        logs.put_log_events(group, stream, events)
+        return {"put": len(events)}
 
     def set_eni_delay(self, body, query):
         polls = body.get("describe_tasks")
