@@ -1,4 +1,6 @@
-//! Non-2xx AWS answers: `parse_error_response` on JSON, XML, HTML, text or empty bodies.
+//! Non-2xx AWS answers: `parse_error_response` on JSON, XML, HTML, text or empty bodies; and
+//! STS's XML credentials answers (`sts::parse_credentials`), whose errors must never quote a
+//! secret key from the body.
 //!
 //! Input layout: bytes 0-1 the HTTP status (big-endian), byte 2 selects the
 //! `X-Amzn-Errortype` header (even: none; odd: the text up to the first NUL of the rest), the
@@ -12,6 +14,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nomad_driver_ecs::aws::error::{classify, parse_error_response, ErrorKind};
+use nomad_driver_ecs::aws::sts::parse_credentials;
 
 /// error.rs's MAX_MESSAGE_CHARS plus the "..." that marks a cut.
 const MESSAGE_CAP: usize = 1000 + 3;
@@ -48,4 +51,19 @@ fuzz_target!(|data: &[u8]| {
     let shown = e.to_string();
     assert!(shown.starts_with("ECS DescribeTasks: "), "{shown}");
     assert!(shown.ends_with(&format!("(HTTP {status})")), "{shown}");
+
+    // The same body as an STS answer (2xx: credentials XML).
+    let sts_status = if status < 600 { 200 } else { status };
+    if let Err(e) = parse_credentials("AssumeRole", sts_status, &body, "fuzz") {
+        if sts_status == 200 {
+            let secret = body
+                .split("<SecretAccessKey>")
+                .nth(1)
+                .and_then(|r| r.split("</SecretAccessKey>").next())
+                .filter(|s| s.trim().len() >= 8);
+            if let Some(secret) = secret {
+                assert!(!e.to_string().contains(secret.trim()), "STS error quotes the secret");
+            }
+        }
+    }
 });

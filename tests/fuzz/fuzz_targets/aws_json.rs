@@ -1,6 +1,7 @@
-//! The bodies of 2xx ECS answers, as the JSON client reads them (lossy UTF-8, an empty body
-//! being `{}`), fed to every response parser: DescribeClusters, RunTask/DescribeTasks,
-//! DescribeTaskDefinition and StopTask's `task`.
+//! The bodies of 2xx AWS JSON answers, as the JSON client reads them (lossy UTF-8, an empty
+//! body being `{}`), fed to every response parser: ECS DescribeClusters, RunTask/DescribeTasks,
+//! DescribeTaskDefinition and StopTask's `task`; CloudWatch Logs GetLogEvents; and the
+//! credentials JSON of instance metadata and container endpoints.
 //!
 //! Checked besides "never panics": a parse that succeeds keeps one entry per array element,
 //! and a refusal names the field it did not like.
@@ -10,6 +11,8 @@ use libfuzzer_sys::fuzz_target;
 use nomad_driver_ecs::aws::ecs::{
     parse_describe_clusters, parse_task, parse_task_definition, parse_tasks_and_failures, Missing,
 };
+use nomad_driver_ecs::aws::credentials::imds::credentials_from_json;
+use nomad_driver_ecs::aws::logs::parse_get_log_events;
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
@@ -23,6 +26,13 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let len_of = |key: &str| v.get(key).and_then(Value::as_array).map_or(0, Vec::len);
+
+    if let Ok(events) = parse_get_log_events(&v) {
+        assert_eq!(events.events.len(), len_of("events"));
+    }
+    if let Ok(c) = credentials_from_json(&v, "fuzz") {
+        assert!(!c.access_key_id.is_empty() && !c.secret_access_key().is_empty());
+    }
 
     match parse_describe_clusters(&v) {
         Ok(out) => {
