@@ -20,6 +20,10 @@ use super::{convert, methods as m, spec};
 pub const PLUGIN_API_VERSION: &str = "0.1.0";
 /// The driver name jobs use (`driver = "ecs"`).
 pub const DRIVER_NAME: &str = "ecs";
+/// Stack of the long-lived stream threads (one TaskStats stream per running task): the
+/// fingerprint thread makes HTTPS calls, whose deepest measured stack was 100 KiB in a debug
+/// build; the default 2 MiB would reserve 2 GiB of address space for a thousand tasks.
+const STREAM_THREAD_STACK: usize = 256 * 1024;
 /// How often the fingerprint is re-sent.
 const FINGERPRINT_PERIOD: Duration = Duration::from_secs(30);
 /// Default and minimum TaskStats interval.
@@ -117,6 +121,7 @@ fn driver_service(driver: Arc<Driver>) -> Service {
             let driver = Arc::clone(&d1);
             let spawned = std::thread::Builder::new()
                 .name("fingerprint".into())
+                .stack_size(STREAM_THREAD_STACK)
                 .spawn(move || loop {
                     let fp = driver.fingerprint();
                     if tx.unbounded_send(Ok(convert::fingerprint(&fp))).is_err() {
@@ -220,17 +225,20 @@ fn driver_service(driver: Arc<Driver>) -> Service {
                     interval = DEFAULT_STATS_INTERVAL;
                 }
                 let interval = interval.max(MIN_STATS_INTERVAL);
-                let spawned = std::thread::Builder::new().name("task-stats".into()).spawn(move || {
-                    while driver.is_running(&req.task_id) {
-                        if tx
-                            .unbounded_send(Ok(convert::empty_stats(&req.task_id, SystemTime::now())))
-                            .is_err()
-                        {
-                            return;
+                let spawned = std::thread::Builder::new()
+                    .name("task-stats".into())
+                    .stack_size(STREAM_THREAD_STACK)
+                    .spawn(move || {
+                        while driver.is_running(&req.task_id) {
+                            if tx
+                                .unbounded_send(Ok(convert::empty_stats(&req.task_id, SystemTime::now())))
+                                .is_err()
+                            {
+                                return;
+                            }
+                            std::thread::sleep(interval);
                         }
-                        std::thread::sleep(interval);
-                    }
-                });
+                    });
                 if let Err(e) = spawned {
                     log::error!("cannot start a task stats thread: {e}");
                 }
