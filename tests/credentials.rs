@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use nomad_driver_ecs::aws::timestamp;
 use nomad_driver_ecs::proto::driver::fingerprint_response::HealthState;
 use nomad_driver_ecs::proto::driver::FingerprintResponse;
 use support::cty;
@@ -79,31 +80,9 @@ fn assert_no_secrets(p: &Plugin, secrets: &[&str]) {
 fn creds_json(key: &str, secret: &str, token: &str, expiry: SystemTime) -> String {
     serde_json::json!({
         "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": key, "SecretAccessKey": secret, "Token": token,
-        "Expiration": iso8601(expiry), "LastUpdated": iso8601(SystemTime::now()),
+        "Expiration": timestamp::format(expiry), "LastUpdated": timestamp::format(SystemTime::now()),
     })
     .to_string()
-}
-
-/// `2026-11-24T12:50:24Z`.
-fn iso8601(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[test]

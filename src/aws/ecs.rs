@@ -255,6 +255,17 @@ pub struct TaskDefinition {
     pub containers: Vec<ContainerDefinition>,
 }
 
+impl TaskDefinition {
+    /// The names of the containers whose exit ends the task.
+    pub fn essential_containers(&self) -> Vec<String> {
+        self.containers
+            .iter()
+            .filter(|c| c.essential)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+}
+
 /// Typed ECS operations.
 #[derive(Debug)]
 pub struct EcsClient {

@@ -59,6 +59,22 @@ pub fn dns_suffix(region: &str) -> &'static str {
     }
 }
 
+/// An endpoint set for `service` outside the regional default: the client's own option, else
+/// the SDK conventions `AWS_ENDPOINT_URL_<SERVICE>` (`env_suffix`, e.g. `ECS`), then
+/// `AWS_ENDPOINT_URL`, read through `env`. Trailing slashes are dropped.
+pub fn endpoint_override(
+    option: Option<&str>,
+    env_suffix: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    option
+        .map(str::to_string)
+        .or_else(|| env(&format!("AWS_ENDPOINT_URL_{env_suffix}")))
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+        .map(|e| e.trim().trim_end_matches('/').to_string())
+        .filter(|e| !e.is_empty())
+}
+
 /// The regional endpoint of `service`, the FIPS one (`<service>-fips.<region>...`) if `fips`.
 pub fn endpoint_for(service: &str, region: &str, fips: bool) -> String {
     let host = if fips {
@@ -525,6 +541,28 @@ mod tests {
         let cfg = HttpConfig::default();
         assert_eq!(cfg.connect_timeout, Duration::from_secs(5));
         assert_eq!(cfg.request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn endpoint_override_order() {
+        let env = |n: &str| match n {
+            "AWS_ENDPOINT_URL_ECS" => Some("http://ecs.local/".to_string()),
+            "AWS_ENDPOINT_URL" => Some("http://all.local".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            endpoint_override(Some("http://opt/"), "ECS", &env).as_deref(),
+            Some("http://opt")
+        );
+        assert_eq!(
+            endpoint_override(None, "ECS", &env).as_deref(),
+            Some("http://ecs.local")
+        );
+        assert_eq!(
+            endpoint_override(None, "LOGS", &env).as_deref(),
+            Some("http://all.local")
+        );
+        assert_eq!(endpoint_override(None, "STS", &|_| None), None);
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod logs;
 pub mod retry;
 pub mod sign;
 pub mod sts;
+pub mod timestamp;
 pub mod transport;
 
 pub use error::{AwsError, ErrorKind};

@@ -16,15 +16,16 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::aws::ecs::TaskDefinition;
 use crate::aws::logs::{From, LogsClient};
+use crate::aws::timestamp;
 use crate::aws::{AwsError, ErrorKind};
 
-use super::events::TaskEvent;
+use super::events::{EventBus, TaskEvent};
 
 /// Upper bound on GetLogEvents calls per second, all streams together (the account limit is 10
 /// per second in most regions; leave room for other readers).
@@ -37,6 +38,8 @@ const STDOUT_BUFFER: usize = 4 * 1024 * 1024;
 const STDERR_BUFFER: usize = 256 * 1024;
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_millis(100);
+/// With no task to tail, the thread only wakes this often.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// One container's CloudWatch Logs stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,36 +238,45 @@ pub struct Registration {
     pub interval: Duration,
 }
 
-/// The tail: one thread for all tasks.
+/// The tail: one thread for all tasks, started with the first task that needs it.
 pub struct LogTail {
     tasks: Mutex<HashMap<String, Tailed>>,
     interval: Mutex<Duration>,
+    started: std::sync::Once,
 }
 
 impl LogTail {
-    /// Starts the tail's thread; it reads lifecycle lines from `events`.
-    pub fn start(events: futures_channel::mpsc::UnboundedReceiver<TaskEvent>) -> Arc<LogTail> {
-        let tail = Arc::new(LogTail {
+    pub fn new() -> Arc<LogTail> {
+        Arc::new(LogTail {
             tasks: Mutex::new(HashMap::new()),
             interval: Mutex::new(Duration::from_secs(2)),
+            started: std::sync::Once::new(),
+        })
+    }
+
+    /// Starts the tail's thread unless it runs already; it reads lifecycle lines from `events`.
+    fn ensure_started(self: &Arc<Self>, events: &EventBus) {
+        self.started.call_once(|| {
+            let weak = Arc::downgrade(self);
+            let rx = events.subscribe();
+            let spawned = std::thread::Builder::new()
+                .name("log-tail".into())
+                .stack_size(256 * 1024)
+                .spawn(move || run(weak, rx));
+            if let Err(e) = spawned {
+                log::error!("cannot start the log tail thread ({e}); task logs will not reach Nomad");
+            }
         });
-        let weak = Arc::downgrade(&tail);
-        let spawned = std::thread::Builder::new()
-            .name("log-tail".into())
-            .stack_size(256 * 1024)
-            .spawn(move || run(weak, events));
-        if let Err(e) = spawned {
-            log::error!("cannot start the log tail thread ({e}); task logs will not reach Nomad");
-        }
-        tail
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tailed>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts tailing a task (again, after a restart: resuming from its position file).
-    pub fn register(&self, r: Registration) {
+    /// Starts tailing a task (again, after a restart: resuming from its position file);
+    /// lifecycle lines come from `events`.
+    pub fn register(self: &Arc<Self>, r: Registration, events: &EventBus) {
+        self.ensure_started(events);
         if let Ok(mut i) = self.interval.lock() {
             *i = r.interval;
         }
@@ -307,16 +319,12 @@ impl LogTail {
         }
     }
 
-    /// Forget the task now (DestroyTask).
-    pub fn remove(&self, task_id: &str) {
+    /// Forget the task now, writing what can be written.
+    fn remove(&self, task_id: &str) {
         if let Some(mut t) = self.lock().remove(task_id) {
             t.stdout.flush();
             t.stderr.flush();
         }
-    }
-
-    pub fn is_tailing(&self, task_id: &str) -> bool {
-        self.lock().contains_key(task_id)
     }
 }
 
@@ -425,8 +433,9 @@ fn run(tail: std::sync::Weak<LogTail>, mut events: futures_channel::mpsc::Unboun
         for id in done {
             tail.remove(&id);
         }
+        let idle = tail.lock().is_empty();
         drop(tail);
-        std::thread::sleep(TICK);
+        std::thread::sleep(if idle { IDLE_TICK } else { TICK });
     }
 }
 
@@ -471,31 +480,10 @@ fn fetch(client: &LogsClient, source: &LogSource, pos: &Position) -> Result<(Str
 
 /// `2026-11-24T13:20:00Z <message>`.
 pub fn lifecycle_line(ev: &TaskEvent) -> String {
-    let secs = ev
-        .timestamp
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("{} {}\n", rfc3339(secs), ev.message.replace('\n', " "))
-}
-
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{} {}\n",
+        timestamp::format(ev.timestamp),
+        ev.message.replace('\n', " ")
     )
 }
 
@@ -503,6 +491,7 @@ fn rfc3339(secs: u64) -> String {
 mod tests {
     use super::*;
     use crate::aws::ecs::{ContainerDefinition, LogConfiguration};
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn awslogs_containers_with_a_prefix_are_sources() {

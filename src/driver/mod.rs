@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::aws::credentials::{self as creds, imds, region_from_env, ChainSettings, CredentialSource};
 use crate::aws::ecs::{AwsVpcConfiguration, EcsClient, RunTaskInput};
-use crate::aws::http::HttpConfig;
+use crate::aws::http::{endpoint_for, endpoint_override, HttpConfig};
 use crate::aws::logs::LogsClient;
 use crate::aws::retry::{with_retries, RetryPolicy};
 use crate::aws::sts::RoleRequest;
@@ -171,7 +171,6 @@ impl Driver {
     }
 
     fn with_credentials(fixed_credentials: Option<Arc<dyn CredentialSource>>) -> Driver {
-        let events = EventBus::default();
         Driver {
             config: RwLock::new(None),
             fixed_credentials,
@@ -181,8 +180,8 @@ impl Driver {
             logs_clients: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
             shared: Arc::new(Shared {
-                logs: logs::LogTail::start(events.subscribe()),
-                events,
+                logs: logs::LogTail::new(),
+                events: EventBus::default(),
                 poller: Poller::start(config::DEFAULT_POLL_INTERVAL),
                 task_definitions: Mutex::new(HashMap::new()),
             }),
@@ -554,12 +553,7 @@ impl Driver {
                 describe_aws_problem(&e, client.endpoint())
             ),
         })?;
-        Ok(def
-            .containers
-            .iter()
-            .filter(|c| c.essential)
-            .map(|c| c.name.clone())
-            .collect())
+        Ok(def.essential_containers())
     }
 
     /// For an awsvpc task: its port labels, and its ENI address, waited for up to
@@ -628,23 +622,21 @@ impl Driver {
                 }
             })
             .collect();
-        self.shared.logs.register(logs::Registration {
-            task_id: entry.identity.id.clone(),
-            stdout_path: entry.state.stdout_path.clone(),
-            stderr_path: entry.state.stderr_path.clone(),
-            streams,
-            interval: cfg.logs_poll_interval,
-        });
+        self.shared.logs.register(
+            logs::Registration {
+                task_id: entry.identity.id.clone(),
+                stdout_path: entry.state.stdout_path.clone(),
+                stderr_path: entry.state.stderr_path.clone(),
+                streams,
+                interval: cfg.logs_poll_interval,
+            },
+            &self.shared.events,
+        );
     }
 
     fn logs_client(&self, region: &str, cfg: &DriverConfig) -> Result<Arc<LogsClient>, AwsError> {
-        let endpoint = cfg
-            .logs_endpoint
-            .clone()
-            .or_else(|| env_var("AWS_ENDPOINT_URL_LOGS"))
-            .or_else(|| env_var("AWS_ENDPOINT_URL"))
-            .map(|e| e.trim_end_matches('/').to_string())
-            .unwrap_or_else(|| crate::aws::http::endpoint_for("logs", region, use_fips(cfg)));
+        let endpoint = endpoint_override(cfg.logs_endpoint.as_deref(), "LOGS", &env_var)
+            .unwrap_or_else(|| endpoint_for("logs", region, use_fips(cfg)));
         let http = http_config(cfg);
         let credentials = self.credentials(cfg);
         let key = (region.to_string(), Some(endpoint.clone()), http.clone());
@@ -860,12 +852,8 @@ fn use_fips(cfg: &DriverConfig) -> bool {
 /// The ECS endpoint: the `endpoint` option, else `AWS_ENDPOINT_URL_ECS`, else
 /// `AWS_ENDPOINT_URL`, else the FIPS endpoint when asked for; None: the regional default.
 pub fn ecs_endpoint(cfg: &DriverConfig, region: &str) -> Option<String> {
-    cfg.endpoint
-        .clone()
-        .or_else(|| env_var("AWS_ENDPOINT_URL_ECS"))
-        .or_else(|| env_var("AWS_ENDPOINT_URL"))
-        .map(|e| e.trim_end_matches('/').to_string())
-        .or_else(|| use_fips(cfg).then(|| crate::aws::http::endpoint_for("ecs", region, true)))
+    endpoint_override(cfg.endpoint.as_deref(), "ECS", &env_var)
+        .or_else(|| use_fips(cfg).then(|| endpoint_for("ecs", region, true)))
 }
 
 /// Port labels of a task definition: each container port mapping's `name`, or the port number

@@ -416,13 +416,7 @@ fn essential_containers(entry: &TaskEntry, task: &Task, shared: &Shared) -> Opti
         .clone()
         .unwrap_or_else(|| entry.state.task_definition.clone());
     match task_definition(&entry.client, &td, shared) {
-        Ok(def) => Some(
-            def.containers
-                .iter()
-                .filter(|c| c.essential)
-                .map(|c| c.name.clone())
-                .collect(),
-        ),
+        Ok(def) => Some(def.essential_containers()),
         Err(e) => {
             log::warn!(task_id = entry.identity.id.as_str(); "cannot read task definition {td} to find its essential containers; using every container's exit code: {e}");
             None

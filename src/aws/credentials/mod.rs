@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::error::{AwsError, ErrorKind};
-use super::http::HttpConfig;
+use super::http::{endpoint_override, HttpConfig};
 use super::sts::{self, RoleRequest, StsClient};
+pub use super::timestamp::parse as parse_timestamp;
 
 /// One set of AWS credentials. `Debug` redacts the secret key and the session token.
 #[derive(Clone)]
@@ -222,12 +223,7 @@ impl DefaultChain {
             .clone()
             .or_else(|| region_with_env(self.settings.profile.as_deref(), &|n| self.var(n)))
             .unwrap_or_else(|| "us-east-1".to_string());
-        let endpoint = self
-            .settings
-            .sts_endpoint
-            .clone()
-            .or_else(|| self.var("AWS_ENDPOINT_URL_STS"))
-            .or_else(|| self.var("AWS_ENDPOINT_URL"))
+        let endpoint = endpoint_override(self.settings.sts_endpoint.as_deref(), "STS", &|n| self.var(n))
             .unwrap_or_else(|| sts::default_endpoint(&region, self.settings.use_fips));
         StsClient::new(&endpoint, &region, &self.settings.http)
             .map_err(|e| cred_error(format!("cannot set up STS at {endpoint}: {e}")))
@@ -583,60 +579,6 @@ pub fn build(settings: ChainSettings, role: Option<RoleRequest>) -> Arc<dyn Cred
             Arc::new(cache::Cached::new(AssumeRole::new(base, sts, request)))
         }
     }
-}
-
-/// Parses an ISO 8601 / RFC 3339 UTC timestamp as AWS writes them:
-/// `2026-11-24T12:50:24Z`, with optional fractional seconds, `Z` or a `±hh:mm` offset.
-pub fn parse_timestamp(s: &str) -> Option<SystemTime> {
-    let s = s.trim();
-    let (date, rest) = s.split_once(['T', 't', ' '])?;
-    let mut d = date.split('-');
-    let year: i64 = d.next()?.parse().ok()?;
-    let month: u32 = d.next()?.parse().ok()?;
-    let day: u32 = d.next()?.parse().ok()?;
-    if d.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let (time, offset_secs) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
-        (t, 0i64)
-    } else if let Some(i) = rest.rfind(['+', '-']) {
-        let (t, off) = rest.split_at(i);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (h, m) = off[1..].split_once(':').unwrap_or((&off[1..], "0"));
-        let h: i64 = h.parse().ok()?;
-        let m: i64 = m.parse().ok()?;
-        (t, sign * (h * 3600 + m * 60))
-    } else {
-        (rest, 0)
-    };
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.split(':');
-    let hour: i64 = t.next()?.parse().ok()?;
-    let minute: i64 = t.next()?.parse().ok()?;
-    let second: i64 = t.next()?.parse().ok()?;
-    if t.next().is_some() || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let nanos: u32 = if frac.is_empty() {
-        0
-    } else {
-        if !frac.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-        digits.parse().ok()?
-    };
-    // Days from the civil date (proleptic Gregorian), Howard Hinnant's algorithm.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(month) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    let secs = u64::try_from(secs).ok()?;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
 }
 
 pub(crate) fn cred_error(message: impl Into<String>) -> AwsError {
