@@ -171,11 +171,6 @@ struct Lifecycle {
     known_gen: u64,
 }
 
-enum CallError {
-    /// A real answer from the plugin (not caused by our kill).
-    Status(RpcStatus),
-}
-
 impl Lifecycle {
     /// One RPC as a task runner makes it: if the plugin died since the task was last known to
     /// it, RecoverTask first (with the in-memory handle); if it dies during the call, repeat.
@@ -185,7 +180,7 @@ impl Lifecycle {
         stats: &Stats,
         what: &str,
         mut f: impl FnMut(&Plugin) -> Result<T, RpcStatus>,
-    ) -> Result<T, CallError> {
+    ) -> Result<T, RpcStatus> {
         loop {
             let (gen, p) = host.current();
             if let Some(handle) = &self.handle {
@@ -203,7 +198,7 @@ impl Lifecycle {
                                 e.code(),
                                 e.message()
                             ));
-                            return Err(CallError::Status(e));
+                            return Err(e);
                         }
                     }
                 }
@@ -214,7 +209,7 @@ impl Lifecycle {
                     return Ok(v);
                 }
                 Err(_) if host.generation() != gen => continue,
-                Err(e) => return Err(CallError::Status(e)),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -283,7 +278,7 @@ fn start(ctx: &Ctx, rng: &mut Rng) -> Option<Lifecycle> {
             lc.handle = Some(handle);
             Some(lc)
         }
-        Err(CallError::Status(e)) => {
+        Err(e) => {
             bump(&ctx.stats.start_failures);
             if e.code() == RpcStatusCode::DEADLINE_EXCEEDED {
                 ctx.host
@@ -320,7 +315,7 @@ fn wait(ctx: &Ctx, lc: &mut Lifecycle) -> Option<(pb::ExitResult, String)> {
                 None
             }
         },
-        Err(CallError::Status(e)) => {
+        Err(e) => {
             let what = if e.code() == RpcStatusCode::DEADLINE_EXCEEDED {
                 "hung"
             } else {
@@ -369,7 +364,7 @@ fn lifecycle(ctx: &Ctx, rng: &mut Rng) {
             });
             match r {
                 Ok(()) => break,
-                Err(CallError::Status(e)) => {
+                Err(e) => {
                     bump(&ctx.stats.stop_errors);
                     log(&format!("chaos: StopTask of {id}: {:?} {}", e.code(), e.message()));
                     std::thread::sleep(Duration::from_millis(500));
@@ -521,7 +516,7 @@ fn chaos_lifecycles_keep_every_invariant() {
                     host.violation(format!("live task {id} is {state:?} after recovery, not RUNNING"));
                 }
             }
-            Err(CallError::Status(e)) => host.violation(format!("InspectTask of live task {id}: {}", e.message())),
+            Err(e) => host.violation(format!("InspectTask of live task {id}: {}", e.message())),
         }
     }
 

@@ -16,7 +16,7 @@ use nomad_driver_ecs::proto::driver::fingerprint_response::HealthState;
 use nomad_driver_ecs::proto::driver::FingerprintResponse;
 use support::cty;
 use support::emulator::{Emulator, REGION};
-use support::host::{self, Launch, Plugin};
+use support::host::{self, attr_str, Launch, Plugin};
 use support::http_server::TestServer;
 use support::{TEST_POLL, WAIT};
 
@@ -47,20 +47,8 @@ fn configured(launch: &Launch, emu: &Emulator, cluster: &str, region: Option<&st
 
 fn healthy(p: &Plugin) -> FingerprintResponse {
     let fp = p.first_fingerprint();
-    assert_eq!(
-        fp.health.enum_value(),
-        Ok(HealthState::HEALTHY),
-        "{}",
-        fp.health_description
-    );
+    host::assert_health(&fp, HealthState::HEALTHY);
     fp
-}
-
-fn attr(fp: &FingerprintResponse, key: &str) -> String {
-    fp.attributes
-        .get(key)
-        .map(|a| a.string_val().to_string())
-        .unwrap_or_default()
 }
 
 /// No secret the test used appears anywhere in the plugin's output.
@@ -101,7 +89,10 @@ fn web_identity_assumes_the_role_with_the_token_file() {
         .with_env("AWS_ENDPOINT_URL_STS", &emu.endpoint());
     let p = configured(&launch, &emu, "cr-webid", Some(REGION), &[]);
     let fp = healthy(&p);
-    assert_eq!(attr(&fp, "driver.ecs.credentials"), format!("web identity role {role}"));
+    assert_eq!(
+        attr_str(&fp, "driver.ecs.credentials").unwrap_or_default(),
+        format!("web identity role {role}")
+    );
     let calls = emu.requests("AssumeRoleWithWebIdentity");
     assert_eq!(calls.len(), 1, "assumed once, then cached");
     assert_eq!(calls[0]["WebIdentityToken"], token);
@@ -139,7 +130,7 @@ fn plugin_role_arn_is_assumed_on_top_of_the_chain() {
     );
     let fp = healthy(&p);
     assert_eq!(
-        attr(&fp, "driver.ecs.credentials"),
+        attr_str(&fp, "driver.ecs.credentials").unwrap_or_default(),
         format!("role {role} assumed with environment")
     );
     let calls = emu.requests("AssumeRole");
@@ -215,9 +206,11 @@ fn profile_with_role_arn_and_source_profile() {
     let p = configured(&launch, &emu, "cr-profile", Some(REGION), &[("profile", "ecs")]);
     let fp = healthy(&p);
     assert!(
-        attr(&fp, "driver.ecs.credentials").starts_with(&format!("role {role} assumed with profile base")),
+        attr_str(&fp, "driver.ecs.credentials")
+            .unwrap_or_default()
+            .starts_with(&format!("role {role} assumed with profile base")),
         "{}",
-        attr(&fp, "driver.ecs.credentials")
+        attr_str(&fp, "driver.ecs.credentials").unwrap_or_default()
     );
     assert_eq!(emu.access_keys("AssumeRole"), vec![Some(user_key.clone())]);
     assert_eq!(emu.requests("AssumeRole")[0]["RoleSessionName"], "from-profile");
@@ -247,7 +240,7 @@ fn credential_process_of_the_profile() {
     let p = configured(&launch, &emu, "cr-process", Some(REGION), &[]);
     let fp = healthy(&p);
     assert_eq!(
-        attr(&fp, "driver.ecs.credentials"),
+        attr_str(&fp, "driver.ecs.credentials").unwrap_or_default(),
         "credential_process of profile default"
     );
     assert_eq!(
@@ -302,7 +295,7 @@ fn container_credentials_with_the_token_file() {
     let p = configured(&launch, &emu, "cr-container", Some(REGION), &[]);
     let fp = healthy(&p);
     assert_eq!(
-        attr(&fp, "driver.ecs.credentials"),
+        attr_str(&fp, "driver.ecs.credentials").unwrap_or_default(),
         format!("container credentials ({uri})")
     );
     assert_eq!(
@@ -319,7 +312,7 @@ fn container_credentials_with_the_token_file() {
         .with_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.to_str().unwrap());
     let p = configured(&launch, &emu, "cr-container", Some(REGION), &[]);
     let fp = p.first_fingerprint();
-    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    host::assert_health(&fp, HealthState::UNHEALTHY);
     assert!(
         fp.health_description.contains(&uri) && fp.health_description.contains("HTTP 401"),
         "{}",
@@ -364,9 +357,13 @@ fn imdsv2_credentials_and_region() {
     // No region anywhere but in instance metadata.
     let p = configured(&launch, &emu, "cr-imds", None, &[]);
     let fp = healthy(&p);
-    assert_eq!(attr(&fp, "driver.ecs.region"), REGION, "region from IMDS");
     assert_eq!(
-        attr(&fp, "driver.ecs.credentials"),
+        attr_str(&fp, "driver.ecs.region").unwrap_or_default(),
+        REGION,
+        "region from IMDS"
+    );
+    assert_eq!(
+        attr_str(&fp, "driver.ecs.credentials").unwrap_or_default(),
         "EC2 instance metadata (role nomad-client-role)"
     );
     assert_eq!(
@@ -397,7 +394,7 @@ fn no_region_anywhere_is_unhealthy_and_says_how_to_set_one() {
     let emu = Emulator::start();
     let p = configured(&Launch::test_credentials(), &emu, "cr-noregion", None, &[]);
     let fp = p.first_fingerprint();
-    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    host::assert_health(&fp, HealthState::UNHEALTHY);
     assert!(fp.health_description.contains("region"), "{}", fp.health_description);
 }
 

@@ -8,10 +8,9 @@ use nomad_driver_ecs::aws::credentials::{Credentials, StaticCredentials};
 use nomad_driver_ecs::aws::http::{HttpConfig, JsonClient};
 
 use nomad_driver_ecs::proto::driver::fingerprint_response::HealthState;
-use nomad_driver_ecs::proto::driver::FingerprintResponse;
 use support::cty;
 use support::emulator::{Emulator, REGION};
-use support::host::{Launch, Plugin};
+use support::host::{assert_health, attr_str, Launch, Plugin};
 
 /// A plugin launched with `launch` and configured with a plugin stanza (as the agent's
 /// long-lived instance is).
@@ -29,10 +28,6 @@ fn configured(
     p
 }
 
-fn attr_str(fp: &FingerprintResponse, key: &str) -> Option<String> {
-    fp.attributes.get(key).map(|a| a.string_val().to_string())
-}
-
 #[test]
 fn healthy_with_attributes_when_the_cluster_is_active() {
     let emu = Emulator::start();
@@ -46,12 +41,7 @@ fn healthy_with_attributes_when_the_cluster_is_active() {
         None,
     );
     let fp = p.first_fingerprint();
-    assert_eq!(
-        fp.health.enum_value(),
-        Ok(HealthState::HEALTHY),
-        "{}",
-        fp.health_description
-    );
+    assert_health(&fp, HealthState::HEALTHY);
     assert!(fp.attributes["driver.ecs"].bool_val());
     assert_eq!(attr_str(&fp, "driver.ecs.cluster").as_deref(), Some("fp-active"));
     assert_eq!(attr_str(&fp, "driver.ecs.region").as_deref(), Some(REGION));
@@ -74,7 +64,7 @@ fn disabled_is_undetected() {
         None,
     );
     let fp = p.first_fingerprint();
-    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNDETECTED));
+    assert_health(&fp, HealthState::UNDETECTED);
     assert!(
         fp.health_description.contains("enabled = true"),
         "{}",
@@ -95,7 +85,7 @@ fn missing_or_inactive_cluster_is_unhealthy_and_says_so() {
         None,
     );
     let fp = p.first_fingerprint();
-    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert_health(&fp, HealthState::UNHEALTHY);
     assert!(
         fp.health_description.contains("fp-missing") && fp.health_description.contains("not found"),
         "{}",
@@ -124,7 +114,7 @@ fn missing_or_inactive_cluster_is_unhealthy_and_says_so() {
         None,
     );
     let fp = p.first_fingerprint();
-    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert_health(&fp, HealthState::UNHEALTHY);
     assert!(fp.health_description.contains("INACTIVE"), "{}", fp.health_description);
 }
 
@@ -139,7 +129,7 @@ fn no_region_and_unreachable_endpoint_are_unhealthy_with_advice() {
         None,
     );
     let fp = p.first_fingerprint();
-    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert_health(&fp, HealthState::UNHEALTHY);
     assert!(fp.health_description.contains("region"), "{}", fp.health_description);
 
     let p = Plugin::launch(&Launch::test_credentials());
@@ -150,7 +140,7 @@ fn no_region_and_unreachable_endpoint_are_unhealthy_with_advice() {
     )
     .unwrap();
     let fp = p.first_fingerprint();
-    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert_health(&fp, HealthState::UNHEALTHY);
     assert!(
         fp.health_description.contains("127.0.0.1:9"),
         "{}",
@@ -171,7 +161,7 @@ fn missing_credentials_are_unhealthy() {
         None,
     );
     let fp = p.first_fingerprint();
-    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert_health(&fp, HealthState::UNHEALTHY);
     assert!(
         fp.health_description.contains("AWS_ACCESS_KEY_ID"),
         "{}",
@@ -197,12 +187,7 @@ fn signatures_are_checked_for_real_and_secrets_never_leak() {
         None,
     );
     let fp = good.first_fingerprint();
-    assert_eq!(
-        fp.health.enum_value(),
-        Ok(HealthState::HEALTHY),
-        "{}",
-        fp.health_description
-    );
+    assert_health(&fp, HealthState::HEALTHY);
 
     // The right key id with a wrong secret: unhealthy, naming the signature problem.
     let wrong_secret = format!("{}WRONG", &secret[..secret.len() - 5]);
@@ -217,7 +202,7 @@ fn signatures_are_checked_for_real_and_secrets_never_leak() {
         None,
     );
     let fp = bad.first_fingerprint();
-    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert_health(&fp, HealthState::UNHEALTHY);
     assert!(fp.health_description.contains("Signature"), "{}", fp.health_description);
     let all_output = format!(
         "{}\n{:?}\n{}",
@@ -246,7 +231,7 @@ fn signatures_are_checked_for_real_and_secrets_never_leak() {
         None,
     );
     let fp = with_token.first_fingerprint();
-    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert_health(&fp, HealthState::UNHEALTHY);
     let out = format!("{}\n{}", fp.health_description, with_token.kill().join("\n"));
     if std::env::var_os("SHOW").is_some() {
         eprintln!("{out}");
@@ -284,12 +269,7 @@ fn credentials_from_a_profile_and_region_from_the_environment() {
     )
     .unwrap();
     let fp = p.first_fingerprint();
-    assert_eq!(
-        fp.health.enum_value(),
-        Ok(HealthState::HEALTHY),
-        "{}",
-        fp.health_description
-    );
+    assert_health(&fp, HealthState::HEALTHY);
     assert_eq!(attr_str(&fp, "driver.ecs.region").as_deref(), Some(REGION));
     let out = format!("{}\n{}", fp.health_description, p.kill().join("\n"));
     assert!(!out.contains(&secret));

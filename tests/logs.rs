@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nomad_driver_ecs::proto::driver::TaskConfig;
 use serde_json::json;
-use support::cty;
+use support::cty::{self, Cty};
 use support::emulator::REGION;
 use support::host::{self, Launch, Plugin};
 use support::{World, TEST_POLL, WAIT};
@@ -77,24 +77,27 @@ fn log_world(cluster: &str) -> LogWorld {
         .setup_with(json!({"region": REGION, "cluster": cluster, "containers": [
         {"name": "web", "essential": true, "logConfiguration": {"logDriver": "awslogs", "options": {
             "awslogs-group": GROUP, "awslogs-region": REGION, "awslogs-stream-prefix": "web"}}}]}));
-    configure(&w.plugin, &w.emu.endpoint(), cluster, &[]);
+    configure(&w.plugin, &w.emu.endpoint(), cluster, Vec::new());
     let dir = std::env::temp_dir().join(format!("ecs-logs-{cluster}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     LogWorld { w, dir }
 }
 
-fn configure(p: &Plugin, endpoint: &str, cluster: &str, extra: &[(&str, &str)]) {
-    let mut opts = vec![("logs_endpoint", endpoint), ("logs_poll_interval", "200ms")];
-    opts.extend_from_slice(extra);
+fn configure(p: &Plugin, endpoint: &str, cluster: &str, extra: Vec<(&str, Cty)>) {
+    let mut opts = vec![
+        ("logs_endpoint", cty::s(endpoint)),
+        ("logs_poll_interval", cty::s("200ms")),
+    ];
+    opts.extend(extra);
     p.set_config(
-        cty::plugin_config_with(
+        cty::plugin_config_values(
             Some(true),
             Some(cluster),
             Some(REGION),
             Some(endpoint),
             Some(TEST_POLL),
-            &opts,
+            opts,
         ),
         true,
     )
@@ -161,7 +164,7 @@ fn container_output_reaches_stdout_and_a_restart_neither_repeats_nor_loses_lines
     let third = batch("third", 5);
     let lw = LogWorld { w, dir: lw.dir };
     lw.put(&stream, &third);
-    configure(&lw.w.plugin, &lw.w.emu.endpoint(), "logs-main", &[]);
+    configure(&lw.w.plugin, &lw.w.emu.endpoint(), "logs-main", Vec::new());
     let mut handle = resp.handle.clone().unwrap();
     handle.config.as_mut().unwrap().msgpack_driver_config.clear();
     lw.w.plugin.recover_task(&handle).expect("RecoverTask");
@@ -212,7 +215,7 @@ fn stream_logs_false_reads_nothing() {
         &lw.w.plugin,
         &lw.w.emu.endpoint(),
         "logs-off",
-        &[("stream_logs", "false")],
+        vec![("stream_logs", Cty::Bool(false))],
     );
     let cfg = lw.task("ffffffff-0000-4000-8000-000000000003");
     let out = FifoReader::start(Path::new(&cfg.stdout_path));

@@ -163,12 +163,7 @@ fn resolves_a_host_name_and_fingerprints_healthy() {
     let endpoint = format!("http://localhost:{}", emu.port);
     let w = World::with_launch_and_endpoint(emu, "rel-dns", launch(&bin), &endpoint);
     let fp = w.plugin.first_fingerprint();
-    assert_eq!(
-        fp.health.enum_value(),
-        Ok(HealthState::HEALTHY),
-        "{}",
-        fp.health_description
-    );
+    support::host::assert_health(&fp, HealthState::HEALTHY);
     assert!(fp.attributes["driver.ecs"].bool_val());
     assert!(w.emu.call_count("DescribeClusters") >= 1);
     w.plugin.assert_hclog_stderr();

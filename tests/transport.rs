@@ -12,7 +12,7 @@ use nomad_driver_ecs::proto::driver::FingerprintResponse;
 use support::connect_proxy::ConnectProxy;
 use support::cty;
 use support::emulator::{Emulator, REGION};
-use support::host::{Launch, Plugin};
+use support::host::{assert_health, closed_port, Launch, Plugin};
 use support::TEST_POLL;
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -41,15 +41,6 @@ fn fingerprint(launch: &Launch, cluster: &str, endpoint: Option<&str>, extra: &[
     fp
 }
 
-fn assert_healthy(fp: &FingerprintResponse) {
-    assert_eq!(
-        fp.health.enum_value(),
-        Ok(HealthState::HEALTHY),
-        "{}",
-        fp.health_description
-    );
-}
-
 #[test]
 fn https_endpoint_trusted_through_ca_file_or_aws_ca_bundle_and_refused_otherwise() {
     let dir = temp_dir("tls");
@@ -65,7 +56,7 @@ fn https_endpoint_trusted_through_ca_file_or_aws_ca_bundle_and_refused_otherwise
         Some(&endpoint),
         &[("ca_file", ca.to_str().unwrap())],
     );
-    assert_healthy(&fp);
+    assert_health(&fp, HealthState::HEALTHY);
 
     let fp = fingerprint(
         &Launch::test_credentials().with_env("AWS_CA_BUNDLE", ca.to_str().unwrap()),
@@ -73,11 +64,11 @@ fn https_endpoint_trusted_through_ca_file_or_aws_ca_bundle_and_refused_otherwise
         Some(&endpoint),
         &[],
     );
-    assert_healthy(&fp);
+    assert_health(&fp, HealthState::HEALTHY);
 
     // The system store does not know the test CA: the certificate is refused.
     let fp = fingerprint(&Launch::test_credentials(), "tls-cluster", Some(&endpoint), &[]);
-    assert_eq!(fp.health.enum_value(), Ok(HealthState::UNHEALTHY));
+    assert_health(&fp, HealthState::UNHEALTHY);
     let d = fp.health_description.to_ascii_lowercase();
     assert!(
         d.contains("tls") || d.contains("certificate"),
@@ -127,7 +118,7 @@ fn https_proxy_tunnels_with_connect() {
         Some(&emu.endpoint()),
         &[("ca_file", dir.join("ca.pem").to_str().unwrap())],
     );
-    assert_healthy(&fp);
+    assert_health(&fp, HealthState::HEALTHY);
     let seen = proxy.seen();
     assert!(
         seen.iter()
@@ -147,7 +138,7 @@ fn http_proxy_is_used_and_no_proxy_bypasses_it() {
         Some(&emu.endpoint()),
         &[],
     );
-    assert_healthy(&fp);
+    assert_health(&fp, HealthState::HEALTHY);
     let seen = proxy.seen();
     assert!(
         seen.iter()
@@ -156,24 +147,18 @@ fn http_proxy_is_used_and_no_proxy_bypasses_it() {
     );
 
     // NO_PROXY: the proxy (a closed port here) is never tried.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = closed_port();
     let launch = Launch::test_credentials()
         .with_env("HTTP_PROXY", &format!("http://127.0.0.1:{closed}"))
         .with_env("NO_PROXY", "localhost,127.0.0.1");
-    assert_healthy(&fingerprint(&launch, "proxy-http", Some(&emu.endpoint()), &[]));
+    assert_health(
+        &fingerprint(&launch, "proxy-http", Some(&emu.endpoint()), &[]),
+        HealthState::HEALTHY,
+    );
     // Without NO_PROXY the same closed proxy makes the endpoint unreachable.
     let launch = Launch::test_credentials().with_env("HTTP_PROXY", &format!("http://127.0.0.1:{closed}"));
     let fp = fingerprint(&launch, "proxy-http", Some(&emu.endpoint()), &[]);
-    assert_eq!(
-        fp.health.enum_value(),
-        Ok(HealthState::UNHEALTHY),
-        "{}",
-        fp.health_description
-    );
+    assert_health(&fp, HealthState::UNHEALTHY);
 }
 
 #[test]
@@ -181,16 +166,12 @@ fn endpoint_url_environment_conventions() {
     let emu = Emulator::start();
     emu.setup("env-endpoint");
     // No `endpoint` option: AWS_ENDPOINT_URL_ECS wins over AWS_ENDPOINT_URL.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = closed_port();
     let launch = Launch::test_credentials()
         .with_env("AWS_ENDPOINT_URL_ECS", &emu.endpoint())
         .with_env("AWS_ENDPOINT_URL", &format!("http://127.0.0.1:{closed}"));
-    assert_healthy(&fingerprint(&launch, "env-endpoint", None, &[]));
+    assert_health(&fingerprint(&launch, "env-endpoint", None, &[]), HealthState::HEALTHY);
     let launch = Launch::test_credentials().with_env("AWS_ENDPOINT_URL", &emu.endpoint());
-    assert_healthy(&fingerprint(&launch, "env-endpoint", None, &[]));
+    assert_health(&fingerprint(&launch, "env-endpoint", None, &[]), HealthState::HEALTHY);
     assert!(emu.call_count("DescribeClusters") >= 2);
 }

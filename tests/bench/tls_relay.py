@@ -14,8 +14,6 @@ closes.
 """
 
 import argparse
-import datetime
-import ipaddress
 import os
 import socket
 import ssl
@@ -23,68 +21,22 @@ import sys
 import tempfile
 import threading
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from ecs_emulator import write_test_certs  # noqa: E402  (the emulator's test CA, RSA keys here)
 
 
 def make_certs(directory: str, bundle: str | None) -> tuple[str, str, str]:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fleet-bench throw-away CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_path = os.path.join(directory, "server.pem")
-    key_path = os.path.join(directory, "server.key")
+    """Server certificate and key from a throw-away CA (RSA 2048, as AWS's own), and a CA bundle: the system one
+    (if found) plus that CA, so the client's root store is as large as in production."""
+    ca_path, cert_path, key_path = write_test_certs(directory, rsa_keys=True)
     bundle_path = os.path.join(directory, "ca-bundle.pem")
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            )
-        )
     with open(bundle_path, "wb") as f:
         if bundle and os.path.exists(bundle):
             with open(bundle, "rb") as system:
                 f.write(system.read())
             f.write(b"\n")
-        f.write(ca.public_bytes(serialization.Encoding.PEM))
+        with open(ca_path, "rb") as ca:
+            f.write(ca.read())
     return cert_path, key_path, bundle_path
 
 

@@ -138,6 +138,19 @@ pub fn plugin_config_with(
     poll: Option<&str>,
     extra: &[(&str, &str)],
 ) -> Vec<u8> {
+    let values: Vec<(&str, Cty)> = extra.iter().map(|(k, v)| (*k, s(v))).collect();
+    plugin_config_values(enabled, cluster, region, endpoint, poll, values)
+}
+
+/// As [`plugin_config`], with more attributes of any type set (e.g. `("stream_logs", Cty::Bool(false))`).
+pub fn plugin_config_values(
+    enabled: Option<bool>,
+    cluster: Option<&str>,
+    region: Option<&str>,
+    endpoint: Option<&str>,
+    poll: Option<&str>,
+    extra: Vec<(&str, Cty)>,
+) -> Vec<u8> {
     let opt = |v: Option<&str>| v.map(s).unwrap_or(Cty::Null);
     let mut entries = vec![
         // `enabled` has a default literal in the schema: Nomad always sends a bool.
@@ -162,13 +175,8 @@ pub fn plugin_config_with(
         ("use_fips_endpoint", Cty::Bool(false)),
     ];
     for (k, v) in extra {
-        entries.retain(|(key, _)| key != k);
-        let value = match *v {
-            "true" => Cty::Bool(true),
-            "false" => Cty::Bool(false),
-            other => s(other),
-        };
-        entries.push((k, value));
+        entries.retain(|(key, _)| *key != k);
+        entries.push((k, v));
     }
     encode(&obj(entries))
 }

@@ -408,8 +408,9 @@ class Emulator:
                     ]
         return json.dumps(answer).encode("utf-8")
 
-    def delaying_eni_address(self, environ, start_response):
-        operation = environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1]
+    def call_moto(self, environ, rewrite=None) -> tuple[str, list, bytes]:
+        """Runs the request through moto and returns its whole answer (status, headers, body), the body of a 200
+        answer passed through ``rewrite`` first and Content-Length set to match."""
         captured = {}
 
         def capture(status, headers, exc_info=None):
@@ -423,11 +424,17 @@ class Emulator:
         finally:
             if hasattr(app_iter, "close"):
                 app_iter.close()
-        if captured.get("status", "").startswith("200"):
-            data = self.strip_eni_address(data, operation)
+        status = captured.get("status", "500 INTERNAL SERVER ERROR")
+        if rewrite is not None and status.startswith("200"):
+            data = rewrite(data)
         headers = [(k, v) for k, v in captured.get("headers", []) if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(data))))
-        start_response(captured.get("status", "500 INTERNAL SERVER ERROR"), headers)
+        return status, headers, data
+
+    def delaying_eni_address(self, environ, start_response):
+        operation = environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1]
+        status, headers, data = self.call_moto(environ, lambda d: self.strip_eni_address(d, operation))
+        start_response(status, headers)
         return [data]
 
     def record_query_call(self, environ):
@@ -451,26 +458,9 @@ class Emulator:
                 status, headers, data = seen
                 start_response(status, headers)
                 return [data]
-            captured = {}
-
-            def capture(status, headers, exc_info=None):
-                captured["status"] = status
-                captured["headers"] = list(headers)
-                return lambda _data: None
-
-            app_iter = self.moto_app(environ, capture)
-            try:
-                data = b"".join(app_iter)
-            finally:
-                if hasattr(app_iter, "close"):
-                    app_iter.close()
-            ok = captured.get("status", "").startswith("200")
-            if ok and self.eni_delay > 0:
-                data = self.strip_eni_address(data, "RunTask")
-            headers = [(k, v) for k, v in captured.get("headers", []) if k.lower() != "content-length"]
-            headers.append(("Content-Length", str(len(data))))
-            status = captured.get("status", "500 INTERNAL SERVER ERROR")
-            if ok:
+            rewrite = (lambda d: self.strip_eni_address(d, "RunTask")) if self.eni_delay > 0 else None
+            status, headers, data = self.call_moto(environ, rewrite)
+            if status.startswith("200"):
                 with self.lock:
                     self.run_task_answers[token] = (status, headers, data)
                 try:
@@ -1115,21 +1105,26 @@ def warm_up(moto_app) -> None:
             log.warning("warm-up %s failed:\n%s", target, traceback.format_exc())
 
 
-def make_tls(directory: str):
-    """A new CA and a server certificate for localhost / 127.0.0.1 signed by it (ECDSA P-256, one day).
-    Writes ``ca.pem`` (the CA certificate, for the client to trust), ``server.pem`` and ``server.key``."""
-    import datetime
+def write_test_certs(directory: str, rsa_keys: bool = False) -> tuple[str, str, str]:
+    """A new CA and a server certificate for localhost / 127.0.0.1 signed by it (one day), with ECDSA P-256 keys,
+    or RSA 2048 ones (as AWS's own certificates) when ``rsa_keys``. Writes ``ca.pem`` (the CA certificate, for the
+    client to trust), ``server.pem`` and ``server.key`` into ``directory``; returns those three paths."""
+    import datetime as dt
     import ipaddress
-    import ssl
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+    def new_key():
+        if rsa_keys:
+            return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return ec.generate_private_key(ec.SECP256R1())
+
     os.makedirs(directory, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = new_key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ecs-emulator test CA")])
     ca = (
         x509.CertificateBuilder()
@@ -1137,23 +1132,23 @@ def make_tls(directory: str):
         .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
         )
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_key()
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -1177,6 +1172,14 @@ def make_tls(directory: str):
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
+    return ca_path, cert_path, key_path
+
+
+def make_tls(directory: str):
+    """A TLS server context with a certificate from a CA made now (see ``write_test_certs``)."""
+    import ssl
+
+    _, cert_path, key_path = write_test_certs(directory)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
     return context

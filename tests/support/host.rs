@@ -493,6 +493,22 @@ fn pump<T: Send + 'static>(mut stream: grpcio::ClientSStreamReceiver<T>) -> Rece
     rx
 }
 
+/// Asserts a fingerprint's health, showing its description when it differs.
+pub fn assert_health(fp: &pb::FingerprintResponse, want: pb::fingerprint_response::HealthState) {
+    assert_eq!(fp.health.enum_value(), Ok(want), "{}", fp.health_description);
+}
+
+/// A string attribute of a fingerprint.
+pub fn attr_str(fp: &pb::FingerprintResponse, key: &str) -> Option<String> {
+    fp.attributes.get(key).map(|a| a.string_val().to_string())
+}
+
+/// A loopback port nothing listens on (connections are refused at once).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
 /// The RecoverableError detail of a status, if any.
 pub fn recoverable(s: &RpcStatus) -> Option<bool> {
     if s.details().is_empty() {
