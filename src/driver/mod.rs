@@ -275,13 +275,9 @@ impl Driver {
         let http = http_config(&cfg);
         let credentials = self.credentials(&cfg);
         let key = (region.to_string(), endpoint.map(str::to_string), http.clone());
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&key) {
-            return Ok(Arc::clone(c));
-        }
-        let c = Arc::new(EcsClient::new(endpoint, region, credentials, &http)?);
-        clients.insert(key, Arc::clone(&c));
-        Ok(c)
+        cached(&self.clients, key, || {
+            EcsClient::new(endpoint, region, credentials, &http)
+        })
     }
 
     pub fn subscribe_events(&self) -> mpsc::UnboundedReceiver<TaskEvent> {
@@ -640,13 +636,9 @@ impl Driver {
         let http = http_config(cfg);
         let credentials = self.credentials(cfg);
         let key = (region.to_string(), Some(endpoint.clone()), http.clone());
-        let mut clients = self.logs_clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&key) {
-            return Ok(Arc::clone(c));
-        }
-        let c = Arc::new(LogsClient::new(&endpoint, region, credentials, &http)?);
-        clients.insert(key, Arc::clone(&c));
-        Ok(c)
+        cached(&self.logs_clients, key, || {
+            LogsClient::new(&endpoint, region, credentials, &http)
+        })
     }
 
     /// The task started but cannot be watched (no thread): stop it rather than leak it.
@@ -835,6 +827,21 @@ impl Driver {
     pub fn task_count(&self) -> usize {
         self.tasks().len()
     }
+}
+
+/// The client cached under `key`, made with `make` on first use.
+fn cached<C>(
+    map: &Mutex<HashMap<ClientKey, Arc<C>>>,
+    key: ClientKey,
+    make: impl FnOnce() -> Result<C, AwsError>,
+) -> Result<Arc<C>, AwsError> {
+    let mut clients = map.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = clients.get(&key) {
+        return Ok(Arc::clone(c));
+    }
+    let c = Arc::new(make()?);
+    clients.insert(key, Arc::clone(&c));
+    Ok(c)
 }
 
 fn env_var(name: &str) -> Option<String> {
