@@ -85,15 +85,21 @@ impl StsClient {
             caller,
             SystemTime::now(),
         )
-        .map_err(|e| e.with_operation("AssumeRole"))?;
+        .map_err(|e| e.with_operation("STS AssumeRole"))?;
         headers.extend(signed);
         let mut request = self.agent.post(&url);
         for (k, v) in &headers {
             request = request.set(k, v);
         }
-        let (status, text) = http::exchange(request, Some(body.as_bytes()), "AssumeRole", &self.endpoint, &self.cfg)?;
+        let (status, text) = http::exchange(
+            request,
+            Some(body.as_bytes()),
+            "STS AssumeRole",
+            &self.endpoint,
+            &self.cfg,
+        )?;
         let provider = format!("role {} assumed with {}", req.role_arn, caller.provider);
-        parse_credentials("AssumeRole", status, &text, &provider)
+        parse_credentials("STS AssumeRole", status, &text, &provider)
     }
 
     /// AssumeRoleWithWebIdentity (unsigned).
@@ -109,7 +115,7 @@ impl StsClient {
         let body = form_encode(&params);
         let url = format!("{}/", self.endpoint);
         let request = self.agent.post(&url).set("content-type", FORM);
-        let op = "AssumeRoleWithWebIdentity";
+        let op = "STS AssumeRoleWithWebIdentity";
         let (status, text) = http::exchange(request, Some(body.as_bytes()), op, &self.endpoint, &self.cfg)?;
         let provider = format!("web identity role {}", req.role_arn);
         parse_credentials(op, status, &text, &provider)
@@ -123,7 +129,8 @@ pub fn default_endpoint(region: &str, fips: bool) -> String {
 }
 
 /// Credentials from an STS answer (`<Credentials>` with AccessKeyId, SecretAccessKey,
-/// SessionToken, Expiration), or the STS error.
+/// SessionToken, Expiration), or the STS error. `operation` is shown as is in errors, e.g.
+/// `"STS AssumeRole"`.
 pub fn parse_credentials(operation: &str, status: u16, body: &str, provider: &str) -> Result<Credentials, AwsError> {
     if !(200..300).contains(&status) {
         return Err(parse_error_response(operation, status, None, body));
@@ -210,6 +217,22 @@ mod tests {
         let e = parse_credentials("AssumeRole", 200, &no_token, "p").unwrap_err();
         assert!(e.message.contains("SessionToken"), "{e}");
         assert!(!e.to_string().contains("sec+ret"), "no secret in errors: {e}");
+    }
+
+    /// The fuzz input tests/fuzz/seeds/aws_error_body/crash-sts-secret-is-element-name.bin: a
+    /// SecretAccessKey outside any Credentials element. The message names the missing element
+    /// (a fixed text), never the body's secret.
+    #[test]
+    fn secret_outside_credentials_is_not_quoted() {
+        let body = "{\u{fffd}ssKe\u{7f}<SecretAccessKey>Credentials </SecretAccessKey>";
+        let e = parse_credentials("STS AssumeRole", 200, body, "p").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "STS AssumeRole: InvalidResponse: the STS answer has no Credentials element (HTTP 200)"
+        );
+        let body = "<SecretAccessKey>wJalrXUtnFEMI/K7MDENG</SecretAccessKey>";
+        let e = parse_credentials("STS AssumeRole", 200, body, "p").unwrap_err();
+        assert!(!e.to_string().contains("wJalrXUtnFEMI"), "{e}");
     }
 
     #[test]
