@@ -2,6 +2,7 @@
 //! `serde_json::json!`, responses parsed by hand; field names follow the ECS
 //! API model (botocore `ecs/2014-11-13/service-2.json`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
@@ -16,6 +17,17 @@ pub const SERVICE: &str = "ecs";
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
 /// Longest `reason` ECS accepts in StopTask.
 pub const MAX_STOP_REASON_CHARS: usize = 255;
+/// Most tags ECS allows on one resource (the API model's `Tags` max).
+pub const MAX_TAGS_PER_RESOURCE: usize = 50;
+/// Longest tag key ECS accepts, in characters.
+pub const MAX_TAG_KEY_CHARS: usize = 128;
+/// Longest tag value ECS accepts, in characters.
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
+/// Largest ListTasks page (`maxResults` is 1..=100; ECS pages by 100 when it is absent).
+pub const MAX_LIST_RESULTS: u32 = 100;
+/// [`EcsClient::list_all_tasks`] gives up after this many pages, so that a misbehaving
+/// endpoint cannot keep it paging forever.
+pub const MAX_LIST_PAGES: usize = 100;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cluster {
@@ -171,6 +183,11 @@ pub struct Task {
     pub started_by: Option<String>,
     pub launch_type: Option<String>,
     pub attachments: Vec<Attachment>,
+    /// The task's `tags` (key, value), in ECS's order. ECS sends them only when asked
+    /// ([`EcsClient::describe_tasks_with_tags`]); otherwise empty.
+    pub tags: Vec<(String, String)>,
+    /// The task group (`family:<name>` unless RunTask named one).
+    pub group: Option<String>,
 }
 
 /// One of a task's `attachments` (for awsvpc: `ElasticNetworkInterface`).
@@ -197,12 +214,39 @@ impl Task {
             .find(|(k, v)| k == "privateIPv4Address" && !v.is_empty())
             .map(|(_, v)| v.as_str())
     }
+
+    /// The value of the tag `key` (tag keys are case-sensitive).
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribeTasksOutput {
     pub tasks: Vec<Task>,
     pub failures: Vec<Failure>,
+}
+
+/// ListTasks' filters and paging. `startedBy` must be the only filter when given (an ECS
+/// rule, not checked here).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListTasksInput {
+    /// Omitted when empty (ECS then uses the `default` cluster).
+    pub cluster: String,
+    pub started_by: Option<String>,
+    pub family: Option<String>,
+    /// `RUNNING`, `PENDING` or `STOPPED`.
+    pub desired_status: Option<String>,
+    /// The page size, 1..=100 (values outside are clamped into that range).
+    pub max_results: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListTasksOutput {
+    pub task_arns: Vec<String>,
+    /// None on the last page (an empty token counts as none).
+    pub next_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,11 +352,101 @@ impl EcsClient {
 
     /// The caller keeps `tasks` to at most 100 ARNs (the ECS limit).
     pub fn describe_tasks(&self, cluster: &str, tasks: &[String]) -> Result<DescribeTasksOutput, AwsError> {
+        self.describe_tasks_including(cluster, tasks, false)
+    }
+
+    /// As [`EcsClient::describe_tasks`], with each task's tags (`include: ["TAGS"]`).
+    pub fn describe_tasks_with_tags(&self, cluster: &str, tasks: &[String]) -> Result<DescribeTasksOutput, AwsError> {
+        self.describe_tasks_including(cluster, tasks, true)
+    }
+
+    fn describe_tasks_including(
+        &self,
+        cluster: &str,
+        tasks: &[String],
+        include_tags: bool,
+    ) -> Result<DescribeTasksOutput, AwsError> {
         const OP: &str = "DescribeTasks";
-        let v = self.json.call(OP, &json!({ "cluster": cluster, "tasks": tasks }))?;
+        let v = self
+            .json
+            .call(OP, &describe_tasks_request(cluster, tasks, include_tags))?;
         parse_tasks_and_failures(&v)
             .map(|(tasks, failures)| DescribeTasksOutput { tasks, failures })
             .map_err(|e| decode_error(OP, e))
+    }
+
+    /// One ListTasks page.
+    pub fn list_tasks(&self, input: &ListTasksInput) -> Result<ListTasksOutput, AwsError> {
+        const OP: &str = "ListTasks";
+        let v = self.json.call(OP, &list_tasks_request(input))?;
+        parse_list_tasks(&v).map_err(|e| decode_error(OP, e))
+    }
+
+    /// Every task ARN that matches `input`, following `nextToken` from `input.next_token`
+    /// (None: the first page) with pages of `input.max_results` (default 100). ARNs that a
+    /// later page repeats (tasks shifting while paging) are kept once, in first-seen order.
+    ///
+    /// A page without `nextToken` (or with an empty one) ends the listing. A `nextToken`
+    /// seen before, or more than [`MAX_LIST_PAGES`] pages, is an error of kind
+    /// [`ErrorKind::Decode`]: the endpoint is paging in a loop. Not retried here: wrap the
+    /// whole call in the caller's retry policy.
+    pub fn list_all_tasks(&self, input: &ListTasksInput) -> Result<Vec<String>, AwsError> {
+        const OP: &str = "ListTasks";
+        let mut page = ListTasksInput {
+            max_results: Some(input.max_results.unwrap_or(MAX_LIST_RESULTS)),
+            ..input.clone()
+        };
+        let mut seen_tokens: HashSet<String> = page.next_token.iter().cloned().collect();
+        let mut seen_arns = HashSet::new();
+        let mut arns = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let out = self.list_tasks(&page)?;
+            for arn in out.task_arns {
+                if seen_arns.insert(arn.clone()) {
+                    arns.push(arn);
+                }
+            }
+            match out.next_token {
+                None => return Ok(arns),
+                Some(token) if !seen_tokens.insert(token.clone()) => {
+                    return Err(AwsError::new(
+                        ErrorKind::Decode,
+                        OP,
+                        "RepeatedNextToken",
+                        "the endpoint answered a nextToken it had already given; stopped paging so as not to loop forever",
+                        None,
+                    ));
+                }
+                Some(token) => page.next_token = Some(token),
+            }
+        }
+        Err(AwsError::new(
+            ErrorKind::Decode,
+            OP,
+            "TooManyPages",
+            format!(
+                "still more results after {MAX_LIST_PAGES} pages ({} task ARNs); stopped paging so as not to loop forever",
+                arns.len()
+            ),
+            None,
+        ))
+    }
+
+    /// Adds tags to a resource (a task ARN, ...), replacing the value of keys it already has.
+    /// More than [`MAX_TAGS_PER_RESOURCE`] tags, or a key or value longer than ECS allows (an
+    /// empty key included), is refused locally with an error of kind [`ErrorKind::Client`].
+    pub fn tag_resource(&self, resource_arn: &str, tags: &[(String, String)]) -> Result<(), AwsError> {
+        const OP: &str = "TagResource";
+        check_tags(tags).map_err(|e| e.with_operation(OP))?;
+        self.json.call(OP, &tag_resource_request(resource_arn, tags))?;
+        Ok(())
+    }
+
+    /// Removes the tags with these keys from a resource (keys it lacks are ignored by ECS).
+    pub fn untag_resource(&self, resource_arn: &str, tag_keys: &[String]) -> Result<(), AwsError> {
+        const OP: &str = "UntagResource";
+        self.json.call(OP, &untag_resource_request(resource_arn, tag_keys))?;
+        Ok(())
     }
 
     /// Stops a task; `reason` is cut to 255 characters (the ECS limit) and
@@ -513,6 +647,87 @@ pub fn stop_task_request(cluster: &str, task: &str, reason: &str) -> Value {
     Value::Object(body)
 }
 
+/// The DescribeTasks request body; `include_tags` asks for the tasks' tags.
+pub fn describe_tasks_request(cluster: &str, tasks: &[String], include_tags: bool) -> Value {
+    let mut body = Map::new();
+    body.insert("cluster".into(), json!(cluster));
+    body.insert("tasks".into(), json!(tasks));
+    if include_tags {
+        body.insert("include".into(), json!(["TAGS"]));
+    }
+    Value::Object(body)
+}
+
+/// The ListTasks request body: absent or empty fields are omitted, `maxResults` is clamped
+/// to 1..=100.
+pub fn list_tasks_request(input: &ListTasksInput) -> Value {
+    let mut body = Map::new();
+    if !input.cluster.is_empty() {
+        body.insert("cluster".into(), json!(input.cluster));
+    }
+    for (key, v) in [
+        ("startedBy", &input.started_by),
+        ("family", &input.family),
+        ("desiredStatus", &input.desired_status),
+    ] {
+        if let Some(v) = v.as_deref().filter(|s| !s.is_empty()) {
+            body.insert(key.into(), json!(v));
+        }
+    }
+    if let Some(n) = input.max_results {
+        body.insert("maxResults".into(), json!(n.clamp(1, MAX_LIST_RESULTS)));
+    }
+    if let Some(t) = input.next_token.as_deref().filter(|s| !s.is_empty()) {
+        body.insert("nextToken".into(), json!(t));
+    }
+    Value::Object(body)
+}
+
+/// The TagResource request body (limits are checked by [`EcsClient::tag_resource`]).
+pub fn tag_resource_request(resource_arn: &str, tags: &[(String, String)]) -> Value {
+    let tags: Vec<Value> = tags.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect();
+    json!({ "resourceArn": resource_arn, "tags": tags })
+}
+
+/// The UntagResource request body.
+pub fn untag_resource_request(resource_arn: &str, tag_keys: &[String]) -> Value {
+    json!({ "resourceArn": resource_arn, "tagKeys": tag_keys })
+}
+
+/// ECS's limits on one TagResource call: at most 50 tags, keys of 1 to 128 characters,
+/// values of at most 256.
+fn check_tags(tags: &[(String, String)]) -> Result<(), AwsError> {
+    let refuse = |code: &str, message: String| Err(AwsError::new(ErrorKind::Client, "", code, message, None));
+    if tags.len() > MAX_TAGS_PER_RESOURCE {
+        return refuse(
+            "TooManyTags",
+            format!(
+                "{} tags given; ECS allows at most {MAX_TAGS_PER_RESOURCE} tags per resource",
+                tags.len()
+            ),
+        );
+    }
+    for (key, value) in tags {
+        let key_chars = key.chars().count();
+        if key_chars == 0 || key_chars > MAX_TAG_KEY_CHARS {
+            return refuse(
+                "InvalidTag",
+                format!("tag key {key:?} has {key_chars} characters; ECS wants 1 to {MAX_TAG_KEY_CHARS}"),
+            );
+        }
+        let value_chars = value.chars().count();
+        if value_chars > MAX_TAG_VALUE_CHARS {
+            return refuse(
+                "InvalidTag",
+                format!(
+                    "the value of tag {key:?} has {value_chars} characters; ECS allows at most {MAX_TAG_VALUE_CHARS}"
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- responses
 
 /// A response field that is missing or has the wrong type; holds its path.
@@ -645,7 +860,49 @@ pub fn parse_task(v: &Value, path: &str) -> Result<Task, Missing> {
             .and_then(Value::as_array)
             .map(|list| list.iter().filter_map(parse_attachment).collect())
             .unwrap_or_default(),
+        tags: parse_tags(o, path)?,
+        group: opt_str(o, "group"),
     })
+}
+
+/// `tags: [{key, value}]`; absent or null is empty, a missing `value` is "".
+fn parse_tags(o: &Map<String, Value>, path: &str) -> Result<Vec<(String, String)>, Missing> {
+    array(o, "tags", &format!("{path}."))?
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let tpath = format!("{path}.tags[{i}]");
+            let t = object(t, &tpath)?;
+            let key = req_str(t, "key", &tpath)?;
+            let value = match t.get("value") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => return Err(Missing(format!("{tpath}.value"))),
+            };
+            Ok((key, value))
+        })
+        .collect()
+}
+
+/// `{taskArns: [...], nextToken}` as ListTasks returns it.
+pub fn parse_list_tasks(v: &Value) -> Result<ListTasksOutput, Missing> {
+    let o = object(v, "response")?;
+    let task_arns = array(o, "taskArns", "")?
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Missing(format!("taskArns[{i}]")))
+        })
+        .collect::<Result<_, _>>()?;
+    let next_token = match o.get("nextToken") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(Missing("nextToken".into())),
+    };
+    Ok(ListTasksOutput { task_arns, next_token })
 }
 
 /// An attachment; malformed ones are skipped (they only add information).
@@ -1087,6 +1344,185 @@ mod tests {
             Missing("taskDefinition.revision".into())
         );
         assert!(ContainerDefinition::default().essential);
+    }
+
+    #[test]
+    fn describe_tasks_request_includes_tags_only_when_asked() {
+        let arns = vec!["arn:t1".to_string(), "arn:t2".to_string()];
+        assert_eq!(
+            describe_tasks_request("c1", &arns, false),
+            json!({"cluster": "c1", "tasks": ["arn:t1", "arn:t2"]})
+        );
+        assert_eq!(
+            describe_tasks_request("c1", &arns, true),
+            json!({"cluster": "c1", "tasks": ["arn:t1", "arn:t2"], "include": ["TAGS"]})
+        );
+    }
+
+    #[test]
+    fn list_tasks_request_omits_absent_fields() {
+        assert_eq!(list_tasks_request(&ListTasksInput::default()), json!({}));
+        let input = ListTasksInput {
+            cluster: "c1".into(),
+            started_by: Some("slot-a".into()),
+            family: Some("web".into()),
+            desired_status: Some("STOPPED".into()),
+            max_results: Some(25),
+            next_token: Some("tok".into()),
+        };
+        assert_eq!(
+            list_tasks_request(&input),
+            json!({"cluster": "c1", "startedBy": "slot-a", "family": "web", "desiredStatus": "STOPPED",
+                   "maxResults": 25, "nextToken": "tok"})
+        );
+        let empties = ListTasksInput {
+            cluster: "c1".into(),
+            started_by: Some(String::new()),
+            family: None,
+            desired_status: Some(String::new()),
+            max_results: None,
+            next_token: Some(String::new()),
+        };
+        assert_eq!(list_tasks_request(&empties), json!({"cluster": "c1"}));
+        // maxResults is 1..=100 in the API model.
+        for (given, sent) in [(0, 1), (1, 1), (100, 100), (101, 100), (u32::MAX, 100)] {
+            let input = ListTasksInput {
+                max_results: Some(given),
+                ..Default::default()
+            };
+            assert_eq!(list_tasks_request(&input), json!({ "maxResults": sent }), "{given}");
+        }
+    }
+
+    #[test]
+    fn parse_list_tasks_pages() {
+        let last = parse_list_tasks(&json!({"taskArns": ["arn:a", "arn:b"]})).unwrap();
+        assert_eq!(
+            last,
+            ListTasksOutput {
+                task_arns: vec!["arn:a".into(), "arn:b".into()],
+                next_token: None
+            }
+        );
+        let more = parse_list_tasks(&json!({"taskArns": ["arn:a"], "nextToken": "abc=="})).unwrap();
+        assert_eq!(more.task_arns, vec!["arn:a".to_string()]);
+        assert_eq!(more.next_token.as_deref(), Some("abc=="));
+        // Empty or null tokens end the listing; absent taskArns is an empty page.
+        assert_eq!(
+            parse_list_tasks(&json!({"taskArns": [], "nextToken": ""})).unwrap(),
+            ListTasksOutput::default()
+        );
+        assert_eq!(
+            parse_list_tasks(&json!({"nextToken": null})).unwrap(),
+            ListTasksOutput::default()
+        );
+        assert_eq!(
+            parse_list_tasks(&json!({"taskArns": ["arn:a", 7]})).unwrap_err(),
+            Missing("taskArns[1]".into())
+        );
+        assert_eq!(
+            parse_list_tasks(&json!({"taskArns": "arn:a"})).unwrap_err(),
+            Missing("taskArns".into())
+        );
+        assert_eq!(
+            parse_list_tasks(&json!({"taskArns": [], "nextToken": 3})).unwrap_err(),
+            Missing("nextToken".into())
+        );
+        assert_eq!(parse_list_tasks(&json!(null)).unwrap_err(), Missing("response".into()));
+    }
+
+    #[test]
+    fn tag_requests_follow_the_api_model() {
+        let tags = vec![
+            ("nomad:alloc".to_string(), "a1".to_string()),
+            ("k".to_string(), String::new()),
+        ];
+        assert_eq!(
+            tag_resource_request("arn:aws:ecs:us-east-1:1:task/c/x", &tags),
+            json!({"resourceArn": "arn:aws:ecs:us-east-1:1:task/c/x",
+                   "tags": [{"key": "nomad:alloc", "value": "a1"}, {"key": "k", "value": ""}]})
+        );
+        assert_eq!(
+            untag_resource_request("arn:x", &["a".to_string(), "b".to_string()]),
+            json!({"resourceArn": "arn:x", "tagKeys": ["a", "b"]})
+        );
+    }
+
+    #[test]
+    fn tag_limits_are_checked_locally() {
+        let tags = |n: usize| -> Vec<(String, String)> { (0..n).map(|i| (format!("k{i}"), "v".to_string())).collect() };
+        assert!(check_tags(&[]).is_ok());
+        assert!(check_tags(&tags(50)).is_ok());
+        let e = check_tags(&tags(51)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Client);
+        assert_eq!(e.code, "TooManyTags");
+        assert!(e.message.contains("51") && e.message.contains("50"), "{e}");
+        let e = e.with_operation("TagResource");
+        assert!(e.to_string().starts_with("ECS TagResource: TooManyTags"), "{e}");
+
+        assert!(check_tags(&[("é".repeat(128), "v".repeat(256))]).is_ok());
+        for bad in [
+            (String::new(), "v".to_string()),
+            ("k".repeat(129), "v".to_string()),
+            ("k".to_string(), "v".repeat(257)),
+        ] {
+            let e = check_tags(std::slice::from_ref(&bad)).unwrap_err();
+            assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Client, "InvalidTag"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tag_resource_refuses_too_many_tags_without_calling() {
+        use crate::aws::credentials::{Credentials, StaticCredentials};
+        let creds: Arc<dyn CredentialSource> = Arc::new(StaticCredentials(Credentials::new("A", "B", None, None, "t")));
+        // Port 9 (discard) is never reached: the check comes first.
+        let c = EcsClient::new(Some("http://127.0.0.1:9"), "us-east-1", creds, &HttpConfig::default()).unwrap();
+        let many: Vec<(String, String)> = (0..51).map(|i| (format!("k{i}"), String::new())).collect();
+        let e = c.tag_resource("arn:aws:ecs:us-east-1:1:task/c/x", &many).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Client);
+        assert_eq!(e.operation, "TagResource");
+        assert!(e.to_string().contains("51 tags"), "{e}");
+    }
+
+    #[test]
+    fn parse_task_tags_and_group() {
+        let mut t = real_task();
+        t["tags"] = json!([{"key": "nomad:alloc", "value": "a1"}, {"key": "empty"}, {"key": "n", "value": null}]);
+        t["group"] = json!("family:web");
+        let task = parse_task(&t, "task").unwrap();
+        assert_eq!(
+            task.tags,
+            vec![
+                ("nomad:alloc".to_string(), "a1".to_string()),
+                ("empty".to_string(), String::new()),
+                ("n".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(task.tag("nomad:alloc"), Some("a1"));
+        assert_eq!(task.tag("empty"), Some(""));
+        assert_eq!(task.tag("Nomad:alloc"), None, "keys are case-sensitive");
+        assert_eq!(task.group.as_deref(), Some("family:web"));
+
+        // Absent or null tags (DescribeTasks without include TAGS) are empty.
+        let plain = parse_task(&real_task(), "task").unwrap();
+        assert!(plain.tags.is_empty());
+        assert_eq!(plain.group, None);
+        t["tags"] = Value::Null;
+        assert!(parse_task(&t, "task").unwrap().tags.is_empty());
+
+        // Malformed entries are named by their path.
+        t["tags"] = json!([{"key": "a", "value": "1"}, {"value": "2"}]);
+        let e = parse_tasks_and_failures(&json!({"tasks": [t.clone()]})).unwrap_err();
+        assert_eq!(e, Missing("tasks[0].tags[1].key".into()));
+        t["tags"] = json!([{"key": "a", "value": 1}]);
+        assert_eq!(
+            parse_task(&t, "task").unwrap_err(),
+            Missing("task.tags[0].value".into())
+        );
+        t["tags"] = json!(["a"]);
+        assert_eq!(parse_task(&t, "task").unwrap_err(), Missing("task.tags[0]".into()));
+        t["tags"] = json!({"a": "1"});
+        assert_eq!(parse_task(&t, "task").unwrap_err(), Missing("task.tags".into()));
     }
 
     #[test]

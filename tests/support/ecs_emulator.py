@@ -171,6 +171,21 @@ never counted in ``/_test/calls`` and never subject to auth or faults.
     "client_token"?, "private_ipv4"?}]``. ``client_token`` is present when the RunTask that created the task carried a
     clientToken (moto itself ignores clientToken; the middleware remembers it). Unknown cluster -> ``[]``.
 
+``GET /_test/task-tags?region=us-east-1&cluster=<name or ARN>&task=<task ARN or task id>``
+    -> the task's tags as moto holds them (RunTask ``tags``, then TagResource / UntagResource):
+    ``[{"key": "...", "value": "..."}]`` (``value`` "" when the tag has none). Unknown task -> 404.
+
+ListTasks paging
+----------------
+moto's ListTasks ignores ``maxResults`` and ``nextToken`` and answers every matching ARN. The middleware pages
+moto's answer the way ECS does: the request (filters ``startedBy``, ``family``, ``desiredStatus``, ... included)
+goes to moto unchanged, then the ARNs, in moto's order, are cut to ``maxResults`` (default 100) starting at the
+position that ``nextToken`` names, and ``nextToken`` (an opaque string) is added when more remain; the last page
+has no ``nextToken``. The token is only a position: tasks started or removed between pages shift the pages.
+``maxResults`` that is not a whole number from 1 to 100, or a ``nextToken`` this emulator did not make, -> 400
+``InvalidParameterException`` (headers and body as moto's errors), without reaching moto. Counted and recorded in
+``/_test/calls`` like any call; faults apply first.
+
 RunTask with a capacity provider strategy
 -----------------------------------------
 moto ignores ``capacityProviderStrategy`` and, without ``launchType`` FARGATE, wants container instances. A RunTask
@@ -192,6 +207,8 @@ InvalidClientTokenId, AccessDenied), not JSON.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import contextlib
 import importlib
 import io
@@ -214,6 +231,8 @@ from urllib.parse import parse_qs
 ACCOUNT_ID = "123456789012"
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 ECS_TASK_TRANSITION = {"progression": "manual", "times": 1000000}
+LIST_TASKS_MAX_RESULTS = 100  # ECS's page size when maxResults is absent, and its largest
+LIST_TASKS_TOKEN_PREFIX = "ecs-emulator:list-tasks:"
 
 log = logging.getLogger("ecs_emulator")
 
@@ -318,6 +337,7 @@ class Emulator:
             ("POST", "/_test/role"): self.create_role,
             ("POST", "/_test/eni-delay"): self.set_eni_delay,
             ("POST", "/_test/log-events"): self.put_log_events,
+            ("GET", "/_test/task-tags"): self.task_tags,
         }
 
     # ---- WSGI entry point ----------------------------------------------------------------------------------
@@ -354,7 +374,79 @@ class Emulator:
             return self.run_task_recording_token(environ, start_response, str(body["clientToken"]))
         if is_ecs and operation in ("RunTask", "DescribeTasks") and self.eni_delay > 0:
             return self.delaying_eni_address(environ, start_response)
+        if is_ecs and operation == "ListTasks" and isinstance(body, dict):
+            return self.list_tasks_paged(environ, start_response, body)
         return self.moto_app(environ, start_response)
+
+    # ---- ListTasks paging ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def ecs_error(start_response, status: int, error_type: str, message: str):
+        """An ECS JSON error answer, shaped like moto's (``__type``, ``message`` and ``Message``)."""
+        data = json.dumps({"__type": error_type, "message": message, "Message": message}).encode("utf-8")
+        start_response(
+            f"{status} {http_reason(status)}",
+            [
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("X-Amzn-Errortype", error_type),
+                ("x-amzn-RequestId", str(uuid.uuid4())),
+                ("Content-Length", str(len(data))),
+            ],
+        )
+        return [data]
+
+    @staticmethod
+    def list_tasks_token(offset: int) -> str:
+        return base64.urlsafe_b64encode(f"{LIST_TASKS_TOKEN_PREFIX}{offset}".encode("ascii")).decode("ascii")
+
+    @staticmethod
+    def list_tasks_offset(token) -> int | None:
+        """The position a nextToken of ours names, or None when it is not one of ours."""
+        if not isinstance(token, str) or not token:
+            return None
+        try:
+            text = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+        except (binascii.Error, UnicodeError, ValueError):
+            return None
+        if not text.startswith(LIST_TASKS_TOKEN_PREFIX):
+            return None
+        digits = text[len(LIST_TASKS_TOKEN_PREFIX):]
+        return int(digits) if digits.isdigit() else None
+
+    def list_tasks_paged(self, environ, start_response, body: dict):
+        max_results = body.get("maxResults", LIST_TASKS_MAX_RESULTS)
+        if max_results is None:
+            max_results = LIST_TASKS_MAX_RESULTS
+        if isinstance(max_results, bool) or not isinstance(max_results, int) or not 1 <= max_results <= 100:
+            return self.ecs_error(
+                start_response, 400, "InvalidParameterException", "maxResults must be between 1 and 100."
+            )
+        offset = 0
+        if body.get("nextToken") is not None:
+            offset = self.list_tasks_offset(body.get("nextToken"))
+            if offset is None:
+                return self.ecs_error(
+                    start_response, 400, "InvalidParameterException", "Invalid nextToken provided."
+                )
+
+        def page(data: bytes) -> bytes:
+            try:
+                answer = json.loads(data)
+            except ValueError:
+                return data
+            if not isinstance(answer, dict):
+                return data
+            arns = answer.get("taskArns") or []
+            end = offset + max_results
+            answer["taskArns"] = arns[offset:end]
+            answer.pop("nextToken", None)
+            if end < len(arns):
+                answer["nextToken"] = self.list_tasks_token(end)
+            return json.dumps(answer).encode("utf-8")
+
+        status, headers, data = self.call_moto(environ, page)
+        start_response(status, headers)
+        return [data]
 
     def put_log_events(self, body, query):
         from moto.logs.models import logs_backends
@@ -810,6 +902,15 @@ class Emulator:
             "user_name": user_name,
             "account_id": ACCOUNT_ID,
         }
+
+    def task_tags(self, body, query):
+        region = query.get("region") or "us-east-1"
+        cluster_name = cluster_name_of(required_query(query, "cluster"))
+        task_ref = required_query(query, "task")
+        task = find_task(ecs_backend(region), cluster_name, task_ref)
+        if task is None:
+            raise ControlError(404, f"task {task_ref} not found in cluster {cluster_name} ({region})")
+        return [{"key": t.get("key"), "value": t.get("value") or ""} for t in (task.tags or [])]
 
     def list_tasks(self, body, query):
         region = query.get("region") or "us-east-1"

@@ -175,6 +175,25 @@ impl Emulator {
             .and_then(|t| t["last_status"].as_str().map(str::to_string))
     }
 
+    /// The task's tags (key, value) as the emulator holds them, straight from its memory
+    /// (`GET /_test/task-tags`). Panics if the task is unknown.
+    pub fn task_tags(&self, cluster: &str, arn: &str) -> Vec<(String, String)> {
+        let v = self.get(&format!(
+            "/_test/task-tags?region={REGION}&cluster={cluster}&task={arn}"
+        ));
+        let list = v
+            .as_array()
+            .unwrap_or_else(|| panic!("task {arn} not found in cluster {cluster}: {v}"));
+        list.iter()
+            .map(|t| {
+                (
+                    t["key"].as_str().expect("tag key").to_string(),
+                    t["value"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// The access key id that signed each recorded call of `op` (None: unsigned).
     pub fn access_keys(&self, op: &str) -> Vec<Option<String>> {
         self.get(&format!("/_test/access-keys?operation={op}"))
