@@ -11,6 +11,7 @@
 pub mod aws;
 pub mod driver;
 pub mod nomad;
+pub mod nomad_api;
 pub mod plugin;
 
 /// Protobuf message types generated from `proto/` by build.rs.

@@ -166,7 +166,7 @@ impl Transport {
 }
 
 /// rustls with the system's roots plus the certificates of `path`.
-fn tls_config_with(path: &std::path::Path) -> Result<rustls::ClientConfig, AwsError> {
+pub(crate) fn tls_config_with(path: &std::path::Path) -> Result<rustls::ClientConfig, AwsError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
 

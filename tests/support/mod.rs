@@ -7,6 +7,7 @@ pub mod cty;
 pub mod emulator;
 pub mod host;
 pub mod http_server;
+pub mod nomad_stand_in;
 pub mod proxy;
 
 use std::time::Duration;
@@ -104,13 +105,30 @@ impl World {
         let cfg = host::task_config(alloc, task, "a1b2c3d4", self.stanza());
         let resp = self.plugin.start_task(&cfg).expect("StartTask");
         let handle = resp.handle.into_option().expect("handle");
-        let arn = self
-            .emu
-            .tasks(&self.cluster)
-            .into_iter()
-            .find(|t| t["started_by"].as_str().is_some_and(|s| s.contains(alloc)))
-            .and_then(|t| t["arn"].as_str().map(str::to_string))
-            .expect("ECS task exists");
+        let arn = handle_arn(&handle);
+        assert!(
+            self.emu.tasks(&self.cluster).iter().any(|t| t["arn"] == arn.as_str()),
+            "ECS task {arn} exists"
+        );
         (cfg, handle, arn)
     }
+}
+
+/// The ECS task ARN a handle's driver_state names.
+pub fn handle_arn(handle: &nomad_driver_ecs::proto::driver::TaskHandle) -> String {
+    let state: Value = serde_json::from_slice(&handle.driver_state).expect("driver_state is JSON");
+    state["task_arn"].as_str().expect("task_arn").to_string()
+}
+
+/// The ARN of the ECS task tagged with allocation `alloc` in `cluster`.
+pub fn arn_of_alloc(emu: &Emulator, cluster: &str, alloc: &str) -> String {
+    emu.tasks(cluster)
+        .into_iter()
+        .filter_map(|t| t["arn"].as_str().map(str::to_string))
+        .find(|arn| {
+            emu.task_tags(cluster, arn)
+                .iter()
+                .any(|(k, v)| k == "nomad:alloc-id" && v == alloc)
+        })
+        .unwrap_or_else(|| panic!("no ECS task tagged with allocation {alloc}"))
 }
