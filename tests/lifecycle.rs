@@ -250,14 +250,7 @@ fn essential_container_codes_decide_and_missing_codes_fail_with_the_reason() {
     let start = |alloc: &str| {
         let cfg = host::task_config(alloc, "app", "00000001", stanza.encode());
         p.start_task(&cfg).unwrap();
-        let arn = emu
-            .tasks("lc-ess")
-            .into_iter()
-            .find(|t| t["started_by"].as_str().unwrap().contains(alloc))
-            .unwrap()["arn"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let arn = support::arn_of_alloc(&emu, "lc-ess", alloc);
         (cfg, arn)
     };
 

@@ -115,14 +115,7 @@ impl LogWorld {
     }
 
     fn stream_of(&self, cluster: &str, alloc: &str) -> String {
-        let arn = self
-            .w
-            .emu
-            .tasks(cluster)
-            .into_iter()
-            .find(|t| t["started_by"].as_str().is_some_and(|s| s.contains(alloc)))
-            .and_then(|t| t["arn"].as_str().map(str::to_string))
-            .expect("task");
+        let arn = support::arn_of_alloc(&self.w.emu, cluster, alloc);
         format!("web/web/{}", arn.rsplit('/').next().unwrap())
     }
 

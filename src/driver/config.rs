@@ -15,6 +15,66 @@ pub const DEFAULT_LOGS_POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_ADDRESS_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time allowed for one whole AWS request (connect included); then it counts as a transient error.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a drained allocation's ECS task waits for its replacement to adopt it.
+pub const DEFAULT_DRAIN_HANDOFF_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// How often the orphan sweep runs (jittered by ±20%).
+pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// How long an ECS task's allocation must be terminal or gone before the sweep stops the task.
+pub const DEFAULT_REAP_GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// Where and how the plugin reads Nomad's HTTP API (adoption, drains, reaping).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct NomadApiConfig {
+    /// `nomad_address`; None → NOMAD_ADDR → http://127.0.0.1:4646.
+    pub address: Option<String>,
+    /// `nomad_token`; None → NOMAD_TOKEN.
+    pub token: Option<String>,
+    /// `nomad_token_file`, read at each request.
+    pub token_file: Option<std::path::PathBuf>,
+    /// `nomad_ca_file`; None → NOMAD_CACERT.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for NomadApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NomadApiConfig")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// Adoption of lost allocations' tasks, drain handoff and the orphan sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffConfig {
+    pub api: NomadApiConfig,
+    /// `adopt_lost`: StartTask adopts the running ECS task of a lost allocation of the same slot.
+    pub adopt_lost: bool,
+    /// `drain_handoff`: a drained allocation's ECS task is left running for its replacement.
+    pub drain_handoff: bool,
+    pub drain_handoff_window: Duration,
+    /// `reap_interval`; zero: no sweep.
+    pub reap_interval: Duration,
+    pub reap_grace: Duration,
+    /// `reap_dry_run`: log what the sweep would stop, stop nothing.
+    pub reap_dry_run: bool,
+}
+
+impl Default for HandoffConfig {
+    fn default() -> Self {
+        HandoffConfig {
+            api: NomadApiConfig::default(),
+            adopt_lost: true,
+            drain_handoff: true,
+            drain_handoff_window: DEFAULT_DRAIN_HANDOFF_WINDOW,
+            reap_interval: DEFAULT_REAP_INTERVAL,
+            reap_grace: DEFAULT_REAP_GRACE,
+            reap_dry_run: false,
+        }
+    }
+}
 
 /// The plugin stanza (`plugin "nomad-driver-ecs" { config { ... } }`).
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +109,8 @@ pub struct DriverConfig {
     pub logs_poll_interval: Duration,
     /// CloudWatch Logs API URL override.
     pub logs_endpoint: Option<String>,
+    /// Nomad API access and what the plugin does with it.
+    pub handoff: HandoffConfig,
 }
 
 impl Default for DriverConfig {
@@ -72,6 +134,7 @@ impl Default for DriverConfig {
             stream_logs: true,
             logs_poll_interval: DEFAULT_LOGS_POLL_INTERVAL,
             logs_endpoint: None,
+            handoff: HandoffConfig::default(),
         }
     }
 }
@@ -192,4 +255,8 @@ pub struct TaskIdentity {
     pub node_id: String,
     pub stdout_path: String,
     pub stderr_path: String,
+    /// NOMAD_ALLOC_INDEX: the allocation's slot in its task group.
+    pub alloc_index: Option<u32>,
+    /// A hash of the task's driver config (the msgpack Nomad sends): equal configs, equal hash.
+    pub config_hash: String,
 }

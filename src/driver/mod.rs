@@ -4,6 +4,7 @@
 pub mod config;
 pub mod events;
 pub mod exit;
+pub mod handoff;
 pub mod logs;
 pub mod overrides;
 pub mod poller;
@@ -19,7 +20,7 @@ use futures_channel::{mpsc, oneshot};
 use sha2::{Digest, Sha256};
 
 use crate::aws::credentials::{self as creds, imds, region_from_env, ChainSettings, CredentialSource};
-use crate::aws::ecs::{AwsVpcConfiguration, EcsClient, RunTaskInput};
+use crate::aws::ecs::{AwsVpcConfiguration, EcsClient, ListTasksInput, RunTaskInput, Task};
 use crate::aws::http::{endpoint_for, endpoint_override, HttpConfig};
 use crate::aws::logs::LogsClient;
 use crate::aws::retry::{with_retries, RetryPolicy};
@@ -44,8 +45,11 @@ const DESTROY_STOP_DEADLINE: Duration = Duration::from_secs(15);
 const STOP_WAIT_POLL: Duration = Duration::from_secs(1);
 /// How long a fingerprint retries transient errors before it reports what it saw.
 const FINGERPRINT_RETRY: Duration = Duration::from_secs(3);
-/// ECS limits.
-const MAX_STARTED_BY: usize = 128;
+/// How long the adoption lookup at StartTask retries ECS before it gives up (and starts a
+/// new task).
+const ADOPTION_LOOKUP_DEADLINE: Duration = Duration::from_secs(15);
+/// How long one sweep retries an ECS call before it leaves the rest for the next sweep.
+const SWEEP_CALL_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Why a driver operation failed. The Nomad side maps each to a gRPC status.
 #[derive(Debug, Clone)]
@@ -149,6 +153,12 @@ pub struct Driver {
     logs_clients: Mutex<HashMap<ClientKey, Arc<LogsClient>>>,
     tasks: Mutex<HashMap<String, Slot>>,
     shared: Arc<Shared>,
+    /// Nomad's HTTP API (adoption, drains, the sweep).
+    nomad: handoff::NomadLink,
+    /// Orphans seen by the sweep, waiting out the grace time.
+    sightings: handoff::Sightings,
+    /// The sweep thread, started with the first SetConfig that asks for it.
+    sweeper: std::sync::Once,
 }
 
 /// What the credential source depends on in the plugin stanza.
@@ -185,6 +195,9 @@ impl Driver {
                 poller: Poller::start(config::DEFAULT_POLL_INTERVAL),
                 task_definitions: Mutex::new(HashMap::new()),
             }),
+            nomad: handoff::NomadLink::default(),
+            sightings: handoff::Sightings::default(),
+            sweeper: std::sync::Once::new(),
         }
     }
 
@@ -196,12 +209,30 @@ impl Driver {
         self.config.read().ok().and_then(|c| c.clone())
     }
 
-    /// Applies the plugin stanza (already validated).
+    /// Applies the plugin stanza (already validated). Starts the orphan sweep when the stanza
+    /// turns it on (`self` must then be shared: the sweep holds a weak reference).
     pub fn set_config(&self, cfg: DriverConfig) {
         self.shared.poller.set_interval(cfg.poll_interval);
         if let Ok(mut c) = self.config.write() {
             *c = Some(cfg);
         }
+    }
+
+    /// Starts the sweep thread once; it reads the current config at each round (an interval of
+    /// zero or a disabled plugin skips the round).
+    pub fn start_sweeper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.sweeper.call_once(|| {
+            let spawned = std::thread::Builder::new()
+                .name("ecs-sweep".into())
+                .stack_size(256 * 1024)
+                .spawn(move || sweep_loop(weak));
+            if let Err(e) = spawned {
+                log::error!(
+                    "cannot start the orphan sweep thread: {e}; ECS tasks of lost allocations will not be reaped"
+                );
+            }
+        });
     }
 
     /// The region in force: the plugin stanza's, else `AWS_REGION`, `AWS_DEFAULT_REGION`, the
@@ -315,6 +346,13 @@ impl Driver {
         attributes.insert("driver.ecs.cluster".into(), Attr::Str(cfg.cluster.clone()));
         attributes.insert("driver.ecs.region".into(), Attr::Str(region.clone()));
         attributes.insert("driver.ecs.version".into(), Attr::Str(env!("CARGO_PKG_VERSION").into()));
+        let h = &cfg.handoff;
+        let nomad_api = if h.adopt_lost || h.drain_handoff || !h.reap_interval.is_zero() {
+            self.nomad.get(&h.api).1
+        } else {
+            "not used (adopt_lost, drain_handoff and the sweep are off)".into()
+        };
+        attributes.insert("driver.ecs.nomad_api".into(), Attr::Str(nomad_api));
         match self.credentials(&cfg).credentials() {
             // Where the credentials come from (never the key itself), so an operator can see
             // which provider of the chain won.
@@ -401,8 +439,33 @@ impl Driver {
         let endpoint = ecs_endpoint(cfg, region);
         let client = self.client(region, endpoint.as_deref()).map_err(DriverError::Aws)?;
         let cluster = spec.cluster.clone().unwrap_or_else(|| cfg.cluster.clone());
+        let started_by = spec
+            .started_by
+            .clone()
+            .unwrap_or_else(|| handoff::started_by(&identity));
+        let (task, adopted) = match self.find_adoptable(cfg, &client, &cluster, &identity, spec, &started_by) {
+            Some((task, why)) => (task, Some(why)),
+            None => (
+                self.run_new_task(&client, &cluster, &identity, spec, env, started_by)?,
+                None,
+            ),
+        };
+        self.track_started(cfg, region, endpoint, client, cluster, identity, spec, task, adopted)
+    }
+
+    /// RunTask for a new ECS task of `identity`.
+    fn run_new_task(
+        &self,
+        client: &EcsClient,
+        cluster: &str,
+        identity: &TaskIdentity,
+        spec: &TaskSpec,
+        env: &BTreeMap<String, String>,
+        started_by: String,
+    ) -> Result<Task, DriverError> {
+        let cluster = cluster.to_string();
         let essential = if overrides::needs_essential_containers(spec, env) {
-            self.essential_containers(&client, &spec.task_definition)?
+            self.essential_containers(client, &spec.task_definition)?
         } else {
             Vec::new()
         };
@@ -410,7 +473,7 @@ impl Driver {
             field: e.field.to_string(),
             message: e.message,
         })?;
-        let mut tags = identity_tags(&identity);
+        let mut tags = identity_tags(identity);
         tags.extend(spec.tags.iter().cloned());
         let input = RunTaskInput {
             cluster: cluster.clone(),
@@ -423,7 +486,7 @@ impl Driver {
                 security_groups: v.security_groups.clone(),
                 assign_public_ip: v.assign_public_ip.clone(),
             }),
-            started_by: Some(spec.started_by.clone().unwrap_or_else(|| started_by(&identity))),
+            started_by: Some(started_by),
             client_token: Some(client_token(&identity.id)),
             tags,
             enable_execute_command: spec.enable_execute_command,
@@ -473,6 +536,23 @@ impl Driver {
                 ),
             });
         };
+        Ok(task)
+    }
+
+    /// Watches a task StartTask started or adopted, and answers StartTask.
+    #[allow(clippy::too_many_arguments)]
+    fn track_started(
+        &self,
+        cfg: &DriverConfig,
+        region: &str,
+        endpoint: Option<String>,
+        client: Arc<EcsClient>,
+        cluster: String,
+        identity: TaskIdentity,
+        spec: &TaskSpec,
+        task: Task,
+        adopted: Option<String>,
+    ) -> Result<Started, DriverError> {
         let state = TaskState {
             task_arn: task.task_arn.clone(),
             cluster: cluster.clone(),
@@ -486,6 +566,7 @@ impl Driver {
                 address: a.to_string(),
                 ports: Vec::new(),
             }),
+            alloc_id: Some(identity.alloc_id.clone()).filter(|a| !a.is_empty()),
         };
         let entry = TaskEntry::spawn(
             identity.clone(),
@@ -516,24 +597,154 @@ impl Driver {
         let mut persisted = entry.state.clone();
         persisted.network = network.clone();
         let driver_state = persisted.encode();
-        self.shared.events.publish(
-            entry.event(
-                format!("Started ECS task {}", task.task_arn),
-                [
-                    ("task_arn", task.task_arn.clone()),
-                    ("cluster", cluster.clone()),
-                    ("task_definition", spec.task_definition.clone()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            ),
-        );
+        let mut annotations: BTreeMap<String, String> = [
+            ("task_arn", task.task_arn.clone()),
+            ("cluster", cluster.clone()),
+            ("task_definition", spec.task_definition.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let message = match &adopted {
+            Some(why) => {
+                log::info!(task_id = identity.id.as_str(); "adopted ECS task {} instead of starting a new one: {why}", task.task_arn);
+                annotations.insert("adopted".into(), why.clone());
+                format!("Adopted running ECS task {} ({why})", task.task_arn)
+            }
+            None => format!("Started ECS task {}", task.task_arn),
+        };
+        self.shared.events.publish(entry.event(message, annotations));
         Ok(Started {
             task_arn: task.task_arn,
             driver_state,
             network,
         })
+    }
+
+    /// Before RunTask: a running ECS task of the same slot that this allocation may take over
+    /// (its own from an interrupted StartTask, a drained allocation's within its handoff window,
+    /// a lost allocation's), already re-tagged to this allocation. Any failure on the way means
+    /// "none": a new task is started, and the sweep deals with the old one.
+    fn find_adoptable(
+        &self,
+        cfg: &DriverConfig,
+        client: &EcsClient,
+        cluster: &str,
+        identity: &TaskIdentity,
+        spec: &TaskSpec,
+        started_by: &str,
+    ) -> Option<(Task, String)> {
+        let h = &cfg.handoff;
+        if !h.adopt_lost && !h.drain_handoff {
+            return None;
+        }
+        let input = ListTasksInput {
+            cluster: cluster.to_string(),
+            started_by: Some(started_by.to_string()),
+            desired_status: Some("RUNNING".into()),
+            ..Default::default()
+        };
+        let policy = || RetryPolicy::within(ADOPTION_LOOKUP_DEADLINE);
+        let arns = match with_retries(policy(), || client.list_all_tasks(&input)) {
+            Ok(a) => a,
+            Err(e) => {
+                log::warn!(task_id = identity.id.as_str(); "cannot look for an ECS task to adopt, starting a new one: {e}");
+                return None;
+            }
+        };
+        if arns.is_empty() {
+            return None;
+        }
+        let slot = handoff::slot(identity);
+        let mut candidates = Vec::new();
+        for chunk in arns.chunks(100) {
+            match with_retries(policy(), || client.describe_tasks_with_tags(cluster, chunk)) {
+                Ok(out) => candidates.extend(out.tasks.into_iter().filter(|t| {
+                    t.tag(TAG_MANAGED_BY) == Some(MANAGED_BY) && t.tag(handoff::TAG_SLOT) == Some(slot.as_str())
+                })),
+                Err(e) => {
+                    log::warn!(task_id = identity.id.as_str(); "cannot read the ECS tasks of this slot, starting a new one: {e}");
+                    return None;
+                }
+            }
+        }
+        // Our own task from a StartTask that Nomad repeats (the plugin died mid-call).
+        if let Some(own) = candidates
+            .iter()
+            .position(|t| t.tag(handoff::TAG_TASK_ID) == Some(identity.id.as_str()) && t.desired_status == "RUNNING")
+        {
+            return Some((
+                candidates.swap_remove(own),
+                "this task's own ECS task, from an interrupted start".into(),
+            ));
+        }
+        if candidates.is_empty() {
+            return None;
+        }
+        let td_arn = match with_retries(policy(), || {
+            task::task_definition(client, &spec.task_definition, &self.shared)
+        }) {
+            Ok(d) => d.arn.clone(),
+            Err(e) => {
+                log::warn!(task_id = identity.id.as_str(); "cannot read task definition {} to compare it with running tasks: {e}", spec.task_definition);
+                return None;
+            }
+        };
+        let api = if h.adopt_lost { self.nomad.get(&h.api).0 } else { None };
+        let replacement = handoff::Replacement {
+            identity,
+            task_definition_arn: &td_arn,
+            adopt_lost: h.adopt_lost && api.is_some(),
+        };
+        for task in candidates {
+            let now = SystemTime::now();
+            let handed_over = handoff::handoff_until(&task).is_some_and(|u| u > now);
+            let old = task.tag(handoff::TAG_ALLOC_ID).unwrap_or_default().to_string();
+            let (alloc, node) = match (&api, handed_over || old.is_empty()) {
+                (Some(api), false) => {
+                    let alloc = api.allocation(&old);
+                    let node = match &alloc {
+                        Ok(Some(a))
+                            if matches!(a.client_status.as_str(), "running" | "pending") && !a.node_id.is_empty() =>
+                        {
+                            Some(api.node(&a.node_id))
+                        }
+                        _ => None,
+                    };
+                    (Some(alloc), node)
+                }
+                _ => (None, None),
+            };
+            match handoff::adoption_verdict(&task, &replacement, alloc.as_ref(), node.as_ref(), now) {
+                handoff::Verdict::Adopt(why) => match self.retag(client, &task, identity, &old) {
+                    Ok(()) => return Some((task, why)),
+                    Err(e) => {
+                        log::warn!(task_id = identity.id.as_str(); "cannot re-tag ECS task {} to adopt it ({e}); starting a new one", task.task_arn)
+                    }
+                },
+                handoff::Verdict::Leave(why) => {
+                    log::info!(task_id = identity.id.as_str(); "not adopting running ECS task {} of this slot: {why}", task.task_arn)
+                }
+            }
+        }
+        None
+    }
+
+    /// Tags `task` with `identity` (and where it came from), and clears a drain handoff mark.
+    fn retag(&self, client: &EcsClient, task: &Task, identity: &TaskIdentity, old_alloc: &str) -> Result<(), AwsError> {
+        let mut tags = identity_tags(identity);
+        if !old_alloc.is_empty() && old_alloc != identity.alloc_id {
+            tags.push((handoff::TAG_ADOPTED_FROM.to_string(), old_alloc.to_string()));
+        }
+        let policy = || RetryPolicy::within(ADOPTION_LOOKUP_DEADLINE);
+        with_retries(policy(), || client.tag_resource(&task.task_arn, &tags))?;
+        if task.tag(handoff::TAG_HANDOFF_UNTIL).is_some() {
+            let keys = [handoff::TAG_HANDOFF_UNTIL.to_string()];
+            if let Err(e) = with_retries(policy(), || client.untag_resource(&task.task_arn, &keys)) {
+                log::warn!(task_id = identity.id.as_str(); "adopted ECS task {} keeps its drain handoff tag ({e}); harmless", task.task_arn);
+            }
+        }
+        Ok(())
     }
 
     /// The essential containers of a task definition (read through the shared cache).
@@ -691,10 +902,34 @@ impl Driver {
             let td = entry.state.task_definition.clone();
             self.start_log_tail(&entry, &td, &cfg);
         }
-        self.shared.events.publish(entry.event(
-            format!("Re-attached to ECS task {arn}"),
-            [("task_arn".to_string(), arn)].into_iter().collect(),
-        ));
+        // Nomad 1.1-1.9 hand a lost or drained allocation's task to its replacement through
+        // RecoverTask: the tags follow, so that the sweep sees a live allocation.
+        let previous = entry
+            .state
+            .alloc_id
+            .clone()
+            .filter(|a| *a != identity.alloc_id && !identity.alloc_id.is_empty());
+        let message = match previous {
+            Some(old) => {
+                if let Err(e) = self.retag(
+                    &entry.client,
+                    &Task {
+                        task_arn: arn.clone(),
+                        ..Default::default()
+                    },
+                    &identity,
+                    &old,
+                ) {
+                    log::warn!(task_id = identity.id.as_str(); "cannot re-tag ECS task {arn} to this allocation: {e}");
+                }
+                log::info!(task_id = identity.id.as_str(); "took over ECS task {arn} from allocation {old} (Nomad's handoff)");
+                format!("Took over ECS task {arn} from allocation {old}")
+            }
+            None => format!("Re-attached to ECS task {arn}"),
+        };
+        self.shared
+            .events
+            .publish(entry.event(message, [("task_arn".to_string(), arn)].into_iter().collect()));
         self.shared.poller.poke();
         Ok(())
     }
@@ -721,6 +956,11 @@ impl Driver {
             return Ok(());
         }
         if signal == "DETACH" {
+            entry.send(TaskMsg::Detach);
+            entry.wait_exit(Duration::from_secs(5));
+            return Ok(());
+        }
+        if self.hand_over_instead_of_stop(&entry) {
             entry.send(TaskMsg::Detach);
             entry.wait_exit(Duration::from_secs(5));
             return Ok(());
@@ -775,6 +1015,188 @@ impl Driver {
         )))
     }
 
+    /// At StopTask on Nomad 1.10+: true when the ECS task must keep running, because another
+    /// allocation adopted it (this one was lost and came back), or because this allocation is
+    /// being drained and its replacement should adopt it (then the task is tagged with the end
+    /// of its handoff window, after which the sweep stops it if no one adopted it).
+    fn hand_over_instead_of_stop(&self, entry: &TaskEntry) -> bool {
+        let Some(cfg) = self.config() else { return false };
+        let h = &cfg.handoff;
+        let id = entry.identity.id.as_str();
+        let arn = &entry.state.task_arn;
+        let policy = || RetryPolicy::within(MIN_STOP_DEADLINE);
+        if (h.adopt_lost || h.drain_handoff) && !entry.identity.alloc_id.is_empty() {
+            let tasks = [arn.clone()];
+            match with_retries(policy(), || {
+                entry.client.describe_tasks_with_tags(&entry.state.cluster, &tasks)
+            }) {
+                Ok(out) => {
+                    let owner = out
+                        .tasks
+                        .first()
+                        .and_then(|t| t.tag(handoff::TAG_ALLOC_ID))
+                        .map(str::to_string);
+                    if let Some(owner) = owner.filter(|o| *o != entry.identity.alloc_id) {
+                        log::info!(task_id = id; "not stopping ECS task {arn}: allocation {owner} adopted it");
+                        self.shared.events.publish(entry.event(
+                            format!("ECS task {arn} now belongs to allocation {owner}, which adopted it; not stopping it"),
+                            [("task_arn".to_string(), arn.clone()), ("adopted_by".to_string(), owner)].into_iter().collect(),
+                        ));
+                        return true;
+                    }
+                }
+                Err(e) => log::debug!(task_id = id; "cannot read the tags of ECS task {arn} before stopping it: {e}"),
+            }
+        }
+        if !h.drain_handoff || h.reap_interval.is_zero() || h.reap_dry_run {
+            return false;
+        }
+        let api = match self.nomad.get(&h.api) {
+            (Some(api), _) => api,
+            (None, status) => {
+                log::debug!(task_id = id; "no drain handoff check: Nomad API {status}");
+                return false;
+            }
+        };
+        match api.allocation(&entry.identity.alloc_id) {
+            Ok(Some(a)) if a.migrate => {}
+            Ok(_) => return false,
+            Err(e) => {
+                log::warn!(task_id = id; "cannot tell from Nomad whether allocation {} is being drained, so stopping its ECS task: {e}", entry.identity.alloc_id);
+                return false;
+            }
+        }
+        let until = SystemTime::now() + h.drain_handoff_window;
+        let tag = [handoff::handoff_tag(until)];
+        if let Err(e) = with_retries(policy(), || entry.client.tag_resource(arn, &tag)) {
+            log::warn!(task_id = id; "cannot mark ECS task {arn} for adoption by the drained allocation's replacement, so stopping it: {e}");
+            return false;
+        }
+        let window = h.drain_handoff_window;
+        log::info!(task_id = id; "allocation {} is being drained: left ECS task {arn} running for its replacement to adopt within {window:?}", entry.identity.alloc_id);
+        self.shared.events.publish(entry.event(
+            format!(
+                "Node drain: left ECS task {arn} running for the replacement allocation to adopt; it is stopped if none does within {window:?}"
+            ),
+            [("task_arn".to_string(), arn.clone()), ("handoff_until".to_string(), tag[0].1.clone())].into_iter().collect(),
+        ));
+        true
+    }
+
+    /// One round of the orphan sweep: stops the running ECS tasks the driver started whose
+    /// allocation has been terminal in Nomad, or gone, for the grace time (only logs them in
+    /// dry-run mode). Tasks this plugin watches are left alone; so is everything when Nomad's
+    /// API cannot be read.
+    pub fn sweep(&self) {
+        let Some(cfg) = self.config().filter(|c| c.enabled) else {
+            return;
+        };
+        let h = &cfg.handoff;
+        if h.reap_interval.is_zero() {
+            return;
+        }
+        let api = match self.nomad.get(&h.api) {
+            (Some(api), _) => api,
+            (None, status) => {
+                log::debug!("orphan sweep skipped: Nomad API {status}");
+                return;
+            }
+        };
+        let Some(region) = self.region(&cfg) else { return };
+        let endpoint = ecs_endpoint(&cfg, &region);
+        let client = match self.client(&region, endpoint.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("orphan sweep skipped: {e}");
+                return;
+            }
+        };
+        let mut clusters = std::collections::BTreeSet::from([cfg.cluster.clone()]);
+        let mut watched = std::collections::HashSet::new();
+        for slot in self.tasks().values() {
+            if let Slot::Tracked(e) = slot {
+                watched.insert(e.state.task_arn.clone());
+                if e.state.region == region && e.state.endpoint == endpoint {
+                    clusters.insert(e.state.cluster.clone());
+                }
+            }
+        }
+        let policy = || RetryPolicy::within(SWEEP_CALL_DEADLINE);
+        let mut present = std::collections::HashSet::new();
+        let (mut seen, mut stopped) = (0usize, 0usize);
+        for cluster in clusters {
+            let input = ListTasksInput {
+                cluster: cluster.clone(),
+                desired_status: Some("RUNNING".into()),
+                ..Default::default()
+            };
+            let arns = match with_retries(policy(), || client.list_all_tasks(&input)) {
+                Ok(a) => a,
+                Err(e) => {
+                    log::warn!("orphan sweep: cannot list the tasks of ECS cluster {cluster}: {e}");
+                    continue;
+                }
+            };
+            for chunk in arns.chunks(100) {
+                let tasks = match with_retries(policy(), || client.describe_tasks_with_tags(&cluster, chunk)) {
+                    Ok(out) => out.tasks,
+                    Err(e) => {
+                        log::warn!("orphan sweep: cannot read tasks of ECS cluster {cluster}: {e}");
+                        continue;
+                    }
+                };
+                for t in tasks {
+                    if t.tag(TAG_MANAGED_BY) != Some(MANAGED_BY)
+                        || t.desired_status != "RUNNING"
+                        || watched.contains(&t.task_arn)
+                    {
+                        continue;
+                    }
+                    let Some(alloc_id) = t.tag(handoff::TAG_ALLOC_ID) else {
+                        continue;
+                    };
+                    seen += 1;
+                    present.insert(t.task_arn.clone());
+                    let alloc = api.allocation(alloc_id);
+                    let why = match handoff::sweep_verdict(&t, &alloc, SystemTime::now()) {
+                        handoff::Sweep::Keep => {
+                            self.sightings.forget(&t.task_arn);
+                            continue;
+                        }
+                        handoff::Sweep::Wait | handoff::Sweep::Unknown => continue,
+                        handoff::Sweep::Orphan(why) => {
+                            if !self.sightings.orphan_for(&t.task_arn, h.reap_grace, Instant::now()) {
+                                log::debug!(
+                                    "orphan sweep: ECS task {} will be stopped after {:?}: {why}",
+                                    t.task_arn,
+                                    h.reap_grace
+                                );
+                                continue;
+                            }
+                            why
+                        }
+                        handoff::Sweep::Expired(why) => why,
+                    };
+                    if h.reap_dry_run {
+                        log::info!(task_arn = t.task_arn.as_str(); "orphan sweep (dry run): would stop ECS task {}: {why}", t.task_arn);
+                        continue;
+                    }
+                    let reason = format!("Stopped by nomad-driver-ecs's orphan sweep: {why}");
+                    match with_retries(policy(), || client.stop_task(&cluster, &t.task_arn, &reason)) {
+                        Ok(_) => {
+                            stopped += 1;
+                            self.sightings.forget(&t.task_arn);
+                            log::info!(task_arn = t.task_arn.as_str(); "orphan sweep stopped ECS task {}: {why}", t.task_arn);
+                        }
+                        Err(e) => log::warn!("orphan sweep: cannot stop ECS task {}: {e}", t.task_arn),
+                    }
+                }
+            }
+        }
+        self.sightings.retain(&present);
+        log::debug!("orphan sweep: {seen} unwatched ECS tasks of this driver looked at, {stopped} stopped");
+    }
+
     /// DestroyTask: forget the task; with `force` stop a still-running ECS task first.
     pub fn destroy_task(&self, id: &str, force: bool) -> Result<(), DriverError> {
         let entry = match self.tasks().get(id) {
@@ -826,6 +1248,26 @@ impl Driver {
 
     pub fn task_count(&self) -> usize {
         self.tasks().len()
+    }
+}
+
+/// The sweep thread: a round every `reap_interval` (±20%), for as long as the driver lives.
+fn sweep_loop(driver: std::sync::Weak<Driver>) {
+    loop {
+        let interval = match driver.upgrade() {
+            Some(d) => d.config().map(|c| c.handoff.reap_interval).unwrap_or_default(),
+            None => return,
+        };
+        let wait = if interval.is_zero() {
+            Duration::from_secs(5)
+        } else {
+            handoff::jittered(interval)
+        };
+        std::thread::sleep(wait);
+        match driver.upgrade() {
+            Some(d) => d.sweep(),
+            None => return,
+        }
     }
 }
 
@@ -929,8 +1371,9 @@ pub fn client_token(task_id: &str) -> String {
     hex[..64.min(hex.len())].to_string()
 }
 
-/// Tag key marking ECS tasks this driver started (value: the driver's name).
+/// Tag key marking ECS tasks this driver started (value: [`MANAGED_BY`]).
 pub const TAG_MANAGED_BY: &str = "nomad:managed-by";
+pub const MANAGED_BY: &str = "nomad-driver-ecs";
 const MAX_TAG_VALUE: usize = 256;
 
 /// The Nomad identity as ECS tags on every task the driver starts, so the task can be traced
@@ -950,35 +1393,25 @@ pub fn identity_tags(identity: &TaskIdentity) -> Vec<(String, String)> {
             .collect();
         truncate(&s, MAX_TAG_VALUE)
     };
+    let index = identity.alloc_index.map(|i| i.to_string()).unwrap_or_default();
+    let slot = handoff::slot(identity);
     [
-        (TAG_MANAGED_BY, "nomad-driver-ecs"),
+        (TAG_MANAGED_BY, MANAGED_BY),
         ("nomad:namespace", identity.namespace.as_str()),
         ("nomad:job-id", identity.job_id.as_str()),
         ("nomad:task-group", identity.task_group.as_str()),
         ("nomad:task", identity.name.as_str()),
-        ("nomad:alloc-id", identity.alloc_id.as_str()),
+        (handoff::TAG_ALLOC_ID, identity.alloc_id.as_str()),
+        (handoff::TAG_ALLOC_INDEX, index.as_str()),
         ("nomad:node-id", identity.node_id.as_str()),
+        (handoff::TAG_TASK_ID, identity.id.as_str()),
+        (handoff::TAG_CONFIG_HASH, identity.config_hash.as_str()),
+        (handoff::TAG_SLOT, slot.as_str()),
     ]
     .into_iter()
     .filter(|(_, v)| !v.is_empty())
     .map(|(k, v)| (k.to_string(), clean(v)))
     .collect()
-}
-
-/// ECS startedBy (≤ 128 of `[A-Za-z0-9_/-]`): `nomad/<alloc id>/<task name>`.
-pub fn started_by(identity: &TaskIdentity) -> String {
-    let raw = format!("nomad/{}/{}", identity.alloc_id, identity.name);
-    let clean: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '/' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    truncate(&clean, MAX_STARTED_BY)
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -1029,22 +1462,6 @@ mod tests {
             a,
             client_token("0a1b2c3d-1111-2222-3333-444455556666/http-server/00000000")
         );
-    }
-
-    #[test]
-    fn started_by_is_sanitized_and_bounded() {
-        let id = TaskIdentity {
-            alloc_id: "abc-123".into(),
-            name: "web server.1".into(),
-            ..Default::default()
-        };
-        assert_eq!(started_by(&id), "nomad/abc-123/web_server_1");
-        let long = TaskIdentity {
-            alloc_id: "a".repeat(100),
-            name: "b".repeat(100),
-            ..Default::default()
-        };
-        assert_eq!(started_by(&long).len(), 128);
     }
 
     #[test]

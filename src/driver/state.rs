@@ -32,6 +32,9 @@ pub struct TaskState {
     pub stderr_path: String,
     /// Known at StartTask for awsvpc tasks (absent in older handles).
     pub network: Option<NetworkInfo>,
+    /// The allocation that started (or adopted) the task; a RecoverTask from another allocation
+    /// is Nomad 1.1–1.9's handoff of a lost or drained allocation. Absent in older handles.
+    pub alloc_id: Option<String>,
 }
 
 impl TaskState {
@@ -51,6 +54,7 @@ impl TaskState {
             "ports": self.network.as_ref().map(|n| {
                 n.ports.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()
             }),
+            "alloc_id": self.alloc_id,
         })
         .to_string()
         .into_bytes()
@@ -104,6 +108,11 @@ impl TaskState {
             stdout_path: text("stdout_path")?,
             stderr_path: text("stderr_path")?,
             network: decode_network(&v)?,
+            alloc_id: match v.get("alloc_id") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                Some(_) => return Err("driver_state field `alloc_id` is not a non-empty string".into()),
+            },
         })
     }
 }
@@ -149,6 +158,7 @@ mod tests {
                 address: "10.0.1.23".into(),
                 ports: vec![("http".into(), 8080), ("metrics".into(), 9100)],
             }),
+            alloc_id: Some("0a1b2c3d-1111-2222-3333-444455556666".into()),
         }
     }
 
@@ -159,6 +169,7 @@ mod tests {
         let mut no_endpoint = sample();
         no_endpoint.endpoint = None;
         no_endpoint.network = None;
+        no_endpoint.alloc_id = None;
         assert_eq!(TaskState::decode(&no_endpoint.encode()).unwrap(), no_endpoint);
     }
 

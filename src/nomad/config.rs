@@ -8,9 +8,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::driver::config::{
-    CapacityProviderStrategyItem, ContainerOverride, DriverConfig, LaunchType, Placement, TaskSpec, VpcConfig,
-    DEFAULT_ADDRESS_TIMEOUT, DEFAULT_CLUSTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOGS_POLL_INTERVAL,
-    DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
+    CapacityProviderStrategyItem, ContainerOverride, DriverConfig, HandoffConfig, LaunchType, NomadApiConfig,
+    Placement, TaskSpec, VpcConfig, DEFAULT_ADDRESS_TIMEOUT, DEFAULT_CLUSTER, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DRAIN_HANDOFF_WINDOW, DEFAULT_LOGS_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DEFAULT_REAP_GRACE,
+    DEFAULT_REAP_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
 };
 
 use super::msgpack::{self, Value};
@@ -322,7 +323,9 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
             }
         },
     };
+    let handoff = decode_handoff(obj)?;
     Ok(DriverConfig {
+        handoff,
         stream_logs: opt_bool(obj, "", "stream_logs")?.unwrap_or(true),
         logs_poll_interval,
         logs_endpoint,
@@ -352,6 +355,90 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
         external_id,
         role_session_name,
         sts_endpoint,
+    })
+}
+
+/// The Nomad API options and the adoption, drain-handoff and sweep settings.
+fn decode_handoff(obj: &Value) -> Result<HandoffConfig> {
+    let address = trimmed(opt_string(obj, "", "nomad_address")?).map(|a| a.trim_end_matches('/').to_string());
+    if let Some(a) = &address {
+        validate_endpoint(a).map_err(|_| {
+            ConfigError::new(
+                "nomad_address",
+                format!("{a:?} is not an http(s) URL of a Nomad agent; use e.g. \"http://127.0.0.1:4646\", or leave it unset for NOMAD_ADDR"),
+            )
+        })?;
+    }
+    let token = trimmed(opt_string(obj, "", "nomad_token")?);
+    let token_file = trimmed(opt_string(obj, "", "nomad_token_file")?).map(std::path::PathBuf::from);
+    if token.is_some() && token_file.is_some() {
+        return Err(ConfigError::new(
+            "nomad_token_file",
+            "is set together with nomad_token: keep one of them",
+        ));
+    }
+    if let Some(f) = &token_file {
+        if let Err(e) = std::fs::metadata(f) {
+            return Err(ConfigError::new(
+                "nomad_token_file",
+                format!(
+                    "cannot read {} ({e}): give the path of a file holding the ACL token's secret ID",
+                    f.display()
+                ),
+            ));
+        }
+    }
+    let ca_file = trimmed(opt_string(obj, "", "nomad_ca_file")?).map(std::path::PathBuf::from);
+    if let Some(f) = &ca_file {
+        if let Err(e) = std::fs::metadata(f) {
+            return Err(ConfigError::new(
+                "nomad_ca_file",
+                format!(
+                    "cannot read {} ({e}): give the path of the PEM CA certificate of the Nomad agent's TLS",
+                    f.display()
+                ),
+            ));
+        }
+    }
+    let duration = |key: &str, default: Duration, min: Duration, max: Duration, example: &str| -> Result<Duration> {
+        match opt_string(obj, "", key)? {
+            None => Ok(default),
+            Some(s) => match parse_duration(&s) {
+                Some(d) if d.is_zero() && key == "reap_interval" => Ok(d),
+                Some(d) if d >= min && d <= max => Ok(d),
+                _ => Err(ConfigError::new(
+                    key,
+                    format!("{s:?} is not a duration from {min:?} to {max:?} (write e.g. {example:?})"),
+                )),
+            },
+        }
+    };
+    let day = Duration::from_secs(24 * 3600);
+    Ok(HandoffConfig {
+        api: NomadApiConfig {
+            address,
+            token,
+            token_file,
+            ca_file,
+        },
+        adopt_lost: opt_bool(obj, "", "adopt_lost")?.unwrap_or(true),
+        drain_handoff: opt_bool(obj, "", "drain_handoff")?.unwrap_or(true),
+        drain_handoff_window: duration(
+            "drain_handoff_window",
+            DEFAULT_DRAIN_HANDOFF_WINDOW,
+            Duration::from_secs(1),
+            day,
+            "10m",
+        )?,
+        reap_interval: duration(
+            "reap_interval",
+            DEFAULT_REAP_INTERVAL,
+            Duration::from_secs(1),
+            day,
+            "5m, or 0 to turn the sweep off",
+        )?,
+        reap_grace: duration("reap_grace", DEFAULT_REAP_GRACE, Duration::ZERO, 7 * day, "15m")?,
+        reap_dry_run: opt_bool(obj, "", "reap_dry_run")?.unwrap_or(false),
     })
 }
 

@@ -75,7 +75,23 @@ pub fn identity(cfg: &pb::TaskConfig) -> TaskIdentity {
         node_id: cfg.node_id.clone(),
         stdout_path: cfg.stdout_path.clone(),
         stderr_path: cfg.stderr_path.clone(),
+        alloc_index: cfg.env.get("NOMAD_ALLOC_INDEX").and_then(|i| i.trim().parse().ok()),
+        config_hash: config_hash(&cfg.msgpack_driver_config),
     }
+}
+
+/// The first 16 hex digits of the SHA-256 of the task's driver config as Nomad encoded it.
+/// (Empty for a handle's config: RecoverTask gets no driver config.)
+pub fn config_hash(msgpack: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    if msgpack.is_empty() {
+        return String::new();
+    }
+    Sha256::digest(msgpack)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn exit_result(e: &ExitResult) -> pb::ExitResult {

@@ -51,7 +51,11 @@ fn base_service(driver: Arc<Driver>) -> Service {
                         endpoint = cfg.endpoint.clone().unwrap_or_default(), agent = req.nomad_config.is_some();
                         "plugin configured"
                     );
+                    let sweep = cfg.enabled && !cfg.handoff.reap_interval.is_zero();
                     driver.set_config(cfg);
+                    if sweep {
+                        driver.start_sweeper();
+                    }
                     Ok(pbb::SetConfigResponse::new())
                 }
                 Err(e) => {

@@ -173,6 +173,16 @@ pub fn plugin_config_values(
         ("logs_endpoint", Cty::Null),
         // A default literal in the schema: Nomad always sends a bool.
         ("use_fips_endpoint", Cty::Bool(false)),
+        ("nomad_address", Cty::Null),
+        ("nomad_token", Cty::Null),
+        ("nomad_token_file", Cty::Null),
+        ("nomad_ca_file", Cty::Null),
+        ("adopt_lost", Cty::Bool(true)),
+        ("drain_handoff", Cty::Bool(true)),
+        ("drain_handoff_window", Cty::Null),
+        ("reap_interval", Cty::Null),
+        ("reap_grace", Cty::Null),
+        ("reap_dry_run", Cty::Bool(false)),
     ];
     for (k, v) in extra {
         entries.retain(|(key, _)| *key != k);

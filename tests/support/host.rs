@@ -98,6 +98,9 @@ impl Plugin {
             // Tests never leave loopback: no EC2 instance metadata unless a test points it at
             // a server of its own.
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            // Nor a Nomad agent that happens to run on this machine: Nomad's API is a closed
+            // port unless a test gives the plugin its stand-in.
+            .env("NOMAD_ADDR", format!("http://127.0.0.1:{}", closed_port()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
