@@ -305,10 +305,12 @@ fn a_garbage_collected_allocations_task_is_reaped_after_the_grace_time() {
         .unwrap();
     let reason = task["stopped_reason"].as_str().unwrap_or_default();
     assert!(reason.contains(a) && reason.contains("no longer exists"), "{reason}");
-    assert!(p2
-        .stderr_lines()
-        .iter()
-        .any(|l| l.contains("orphan sweep stopped ECS task")));
+    eventually(WAIT, "the sweep's log line", || {
+        p2.stderr_lines()
+            .iter()
+            .any(|l| l.contains("orphan sweep stopped ECS task"))
+            .then_some(())
+    });
     no_secret(&p2);
 }
 
@@ -345,6 +347,30 @@ fn a_drained_allocations_task_is_adopted_by_its_replacement() {
     p2.stop_task(&b_cfg.id, Duration::from_secs(10), "SIGINT")
         .expect("StopTask");
     assert_eq!(w.status(&arn), "STOPPED");
+}
+
+#[test]
+fn a_replacement_that_starts_before_the_drained_allocation_stops_adopts_its_task() {
+    let w = Setup::new("ho-early");
+    let (a, b) = (
+        "a1717171-0000-4000-8000-000000000017",
+        "b1818181-0000-4000-8000-000000000018",
+    );
+    let p = w.plugin(&[]);
+    let a_cfg = w.alloc(a, 0, TD);
+    let (_, arn) = w.start(&p, &a_cfg);
+    // The drain's plan stops A and places B at once; B's client is quicker.
+    w.nomad.set_migrate(a, true);
+    let p2 = w.plugin(&[]);
+    let (_, adopted) = w.start(&p2, &w.alloc(b, 0, TD));
+    assert_eq!(adopted, arn);
+    assert_eq!(w.tag(&arn, "nomad:alloc-id").as_deref(), Some(b));
+    // A's kill then leaves B's task alone.
+    p.stop_task(&a_cfg.id, Duration::from_secs(10), "SIGINT")
+        .expect("StopTask");
+    assert_eq!(p.wait_task(&a_cfg.id, WAIT).unwrap().result.unwrap().exit_code, 0);
+    assert_eq!(w.status(&arn), "RUNNING");
+    assert_eq!(w.emu.call_count("RunTask"), 1);
 }
 
 #[test]

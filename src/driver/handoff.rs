@@ -70,6 +70,9 @@ pub struct Replacement<'a> {
     /// The task definition ARN the new allocation would run.
     pub task_definition_arn: &'a str,
     pub adopt_lost: bool,
+    /// Adopt from an allocation Nomad is draining (desired transition migrate), when the
+    /// replacement starts before the old allocation's StopTask has marked the task.
+    pub adopt_drained: bool,
 }
 
 /// May `new` adopt `task`? `alloc` and `node` are Nomad's answers about the allocation and node
@@ -105,6 +108,13 @@ pub fn adoption_verdict(
     if let Some(until) = handoff_until(task) {
         if until > now {
             return Verdict::Adopt(format!("allocation {old_alloc} was drained and handed it over"));
+        }
+    }
+    if new.adopt_drained {
+        if let Some(Ok(Some(a))) = alloc {
+            if a.migrate {
+                return Verdict::Adopt(format!("allocation {old_alloc} is being drained"));
+            }
         }
     }
     if !new.adopt_lost {
@@ -375,6 +385,7 @@ mod tests {
             identity: &me,
             task_definition_arn: TD,
             adopt_lost: true,
+            adopt_drained: false,
         };
         let now = SystemTime::now();
         let t = task("old", "h1", TD);
@@ -436,6 +447,7 @@ mod tests {
             identity: &me,
             task_definition_arn: TD,
             adopt_lost: false,
+            adopt_drained: false,
         };
         let now = SystemTime::now();
         let mut t = task("old", "h1", TD);
@@ -443,6 +455,28 @@ mod tests {
         assert!(matches!(adoption_verdict(&t, &new, None, None, now), Verdict::Adopt(_)));
         assert!(matches!(
             adoption_verdict(&t, &new, None, None, now + Duration::from_secs(120)),
+            Verdict::Leave(_)
+        ));
+        // The replacement may start before the old allocation's StopTask: Nomad says migrate.
+        let untagged = task("old", "h1", TD);
+        let mut draining = alloc("old", "running");
+        if let Ok(Some(a)) = draining.as_mut() {
+            a.migrate = true;
+        }
+        assert!(matches!(
+            adoption_verdict(&untagged, &new, Some(&draining), None, now),
+            Verdict::Leave(_)
+        ));
+        let drains = Replacement {
+            adopt_drained: true,
+            ..new
+        };
+        assert!(matches!(
+            adoption_verdict(&untagged, &drains, Some(&draining), None, now),
+            Verdict::Adopt(_)
+        ));
+        assert!(matches!(
+            adoption_verdict(&untagged, &drains, Some(&alloc("old", "running")), None, now),
             Verdict::Leave(_)
         ));
     }

@@ -690,11 +690,12 @@ impl Driver {
                 return None;
             }
         };
-        let api = if h.adopt_lost { self.nomad.get(&h.api).0 } else { None };
+        let api = self.nomad.get(&h.api).0;
         let replacement = handoff::Replacement {
             identity,
             task_definition_arn: &td_arn,
             adopt_lost: h.adopt_lost && api.is_some(),
+            adopt_drained: h.drain_handoff && api.is_some(),
         };
         for task in candidates {
             let now = SystemTime::now();
