@@ -287,8 +287,9 @@ fn a_garbage_collected_allocations_task_is_reaped_after_the_grace_time() {
     w.await_reads(a, 5);
     assert_eq!(w.status(&arn), "RUNNING");
     w.nomad.fail_alloc(a, false);
-    w.nomad.remove_alloc(a);
+    // Taken before the removal: the sweep cannot see the allocation gone any earlier.
     let gone = Instant::now();
+    w.nomad.remove_alloc(a);
     eventually(WAIT, "the orphan stopped", || {
         (w.status(&arn) == "STOPPED").then_some(())
     });
@@ -381,9 +382,10 @@ fn a_drained_task_nobody_adopts_is_stopped_when_its_window_ends() {
     let a_cfg = w.alloc(a, 0, TD);
     let (_, arn) = w.start(&p, &a_cfg);
     w.nomad.set_migrate(a, true);
+    // Taken before StopTask: the window (whole seconds; more than 1 s of the 2) starts later.
+    let left = Instant::now();
     p.stop_task(&a_cfg.id, Duration::from_secs(10), "SIGINT")
         .expect("StopTask");
-    let left = Instant::now();
     p.wait_task(&a_cfg.id, WAIT).unwrap();
     p.destroy_task(&a_cfg.id, true).unwrap();
     w.nomad.set_client_status(a, "complete");
