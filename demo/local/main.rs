@@ -569,15 +569,16 @@ fn run() -> Result<()> {
         cfg_b.id
     ));
     rpc("RecoverTask", plugin.recover_task(&handed_over(&handle_a, &cfg_b)))?;
-    await_event(&events, &cfg_b.id, "Re-attached")?;
+    await_event(&events, &cfg_b.id, "Took over")?;
     inspect(&plugin, &cfg_b.id)?;
     check(emu.call_count("RunTask") == run_tasks, || {
         "the hand-over started a new ECS task".into()
     })?;
     expect_ecs(&emu, &arn_1, "RUNNING")?;
     say("nomad: same ECS task, no RunTask: the new allocation adopted it without an interruption");
-    say("note:  Nomad 1.10 and later do NOT do this: they stop the old allocation's task (StopTask, no");
-    say("       DETACH) and the replacement starts a new ECS task with StartTask (demo/README.md, step 7)");
+    say("note:  Nomad 1.10 and later have no such hand-over: the plugin rebuilds it with Nomad's HTTP API (the");
+    say("       drained allocation's task is left running and the replacement's StartTask adopts it; README.md,");
+    say("       \"Lost allocations, drains and orphans\"; demo/README.md, step 7)");
     let waiting = plugin.wait_task_async(&cfg_b.id, WAIT);
 
     // ---- 6 ------------------------------------------------------------------------------------
