@@ -10,6 +10,7 @@
 
 pub mod aws;
 pub mod driver;
+pub mod encoding;
 pub mod nomad;
 pub mod nomad_api;
 pub mod plugin;

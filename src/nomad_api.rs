@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::encoding::percent_encode;
+
 /// Nomad's default HTTP address, as for the `nomad` CLI.
 pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:4646";
 
@@ -268,19 +270,6 @@ fn one_line(s: &str, max: usize) -> String {
     }
 }
 
-/// Percent-encodes one path segment: everything but RFC 3986's unreserved characters.
-fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl NomadApi {
     /// Builds the HTTP agent once (rustls; with `ca_file`, the system roots plus that file's
     /// certificates). The address must start with `http://` or `https://`.
@@ -391,7 +380,7 @@ impl NomadApi {
                 message: format!("Nomad API {}: GET /v1/{endpoint}/: empty {endpoint} id", self.address()),
             });
         }
-        self.get(format!("/v1/{endpoint}/{}", encode_segment(id)))
+        self.get(format!("/v1/{endpoint}/{}", percent_encode(id)))
     }
 
     /// `Ok(Some(body))` for 2xx, `Ok(None)` for Nomad's own 404, an error otherwise.
@@ -708,10 +697,10 @@ mod tests {
 
     #[test]
     fn percent_encodes_path_segments() {
-        assert_eq!(encode_segment("5456bd7a-9fc0-c0dd"), "5456bd7a-9fc0-c0dd");
-        assert_eq!(encode_segment("a/b?c=d#e"), "a%2Fb%3Fc%3Dd%23e");
-        assert_eq!(encode_segment("../x y"), "..%2Fx%20y");
-        assert_eq!(encode_segment("é"), "%C3%A9");
+        assert_eq!(percent_encode("5456bd7a-9fc0-c0dd"), "5456bd7a-9fc0-c0dd");
+        assert_eq!(percent_encode("a/b?c=d#e"), "a%2Fb%3Fc%3Dd%23e");
+        assert_eq!(percent_encode("../x y"), "..%2Fx%20y");
+        assert_eq!(percent_encode("é"), "%C3%A9");
     }
 
     #[test]

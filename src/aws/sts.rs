@@ -4,6 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::encoding::percent_encode;
+
 use super::credentials::{parse_timestamp, Credentials};
 use super::error::{parse_error_response, xml_tag, xml_unescape, AwsError, ErrorKind};
 use super::http::{self, HttpConfig};
@@ -164,21 +166,9 @@ pub fn parse_credentials(operation: &str, status: u16, body: &str, provider: &st
 pub fn form_encode(params: &[(&str, String)]) -> String {
     params
         .iter()
-        .map(|(k, v)| format!("{}={}", percent(k), percent(v)))
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-fn percent(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -9,9 +9,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
-
 use crate::aws::ecs::Task;
+use crate::encoding::sha256_hex;
 use crate::nomad_api::{Allocation, ApiError, Node, NomadApi};
 
 use super::config::{NomadApiConfig, TaskIdentity};
@@ -44,11 +43,7 @@ pub fn slot(identity: &TaskIdentity) -> String {
         identity.name.as_str(),
     ]
     .join("\n");
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha256_hex(key.as_bytes(), 32)
 }
 
 /// ECS `startedBy` (≤ 128 of `[A-Za-z0-9_/-]`): `nomad/<slot>`.

@@ -16,8 +16,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::encoding::sha256_hex;
 use futures_channel::{mpsc, oneshot};
-use sha2::{Digest, Sha256};
 
 use crate::aws::credentials::{self as creds, imds, region_from_env, ChainSettings, CredentialSource};
 use crate::aws::ecs::{AwsVpcConfiguration, EcsClient, ListTasksInput, RunTaskInput, Task};
@@ -1367,9 +1367,7 @@ pub fn describe_aws_problem(e: &AwsError, endpoint: &str) -> String {
 /// ECS RunTask clientToken (≤ 64 ASCII chars): a hash of Nomad's task id, so a repeated or
 /// retried start of the same task is idempotent on ECS.
 pub fn client_token(task_id: &str) -> String {
-    let digest = Sha256::digest(task_id.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    hex[..64.min(hex.len())].to_string()
+    sha256_hex(task_id.as_bytes(), 64)
 }
 
 /// Tag key marking ECS tasks this driver started (value: [`MANAGED_BY`]).

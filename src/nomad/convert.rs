@@ -83,15 +83,10 @@ pub fn identity(cfg: &pb::TaskConfig) -> TaskIdentity {
 /// The first 16 hex digits of the SHA-256 of the task's driver config as Nomad encoded it.
 /// (Empty for a handle's config: RecoverTask gets no driver config.)
 pub fn config_hash(msgpack: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
     if msgpack.is_empty() {
         return String::new();
     }
-    Sha256::digest(msgpack)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::encoding::sha256_hex(msgpack, 16)
 }
 
 pub fn exit_result(e: &ExitResult) -> pb::ExitResult {
