@@ -295,18 +295,7 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
     if let Some(e) = &sts_endpoint {
         validate_endpoint(e).map_err(|err| ConfigError::new("sts_endpoint", err.message))?;
     }
-    let ca_file = trimmed(opt_string(obj, "", "ca_file")?).map(std::path::PathBuf::from);
-    if let Some(f) = &ca_file {
-        if let Err(e) = std::fs::metadata(f) {
-            return Err(ConfigError::new(
-                "ca_file",
-                format!(
-                    "cannot read {} ({e}): give the path of a PEM file with the CA certificates to trust",
-                    f.display()
-                ),
-            ));
-        }
-    }
+    let ca_file = existing_path(obj, "ca_file", "a PEM file with the CA certificates to trust")?;
     let logs_endpoint = trimmed(opt_string(obj, "", "logs_endpoint")?).map(|e| e.trim_end_matches('/').to_string());
     if let Some(e) = &logs_endpoint {
         validate_endpoint(e).map_err(|err| ConfigError::new("logs_endpoint", err.message))?;
@@ -370,48 +359,16 @@ fn decode_handoff(obj: &Value) -> Result<HandoffConfig> {
         })?;
     }
     let token = trimmed(opt_string(obj, "", "nomad_token")?);
-    let token_file = trimmed(opt_string(obj, "", "nomad_token_file")?).map(std::path::PathBuf::from);
+    let token_file = existing_path(obj, "nomad_token_file", "a file holding the ACL token's secret ID")?;
     if token.is_some() && token_file.is_some() {
         return Err(ConfigError::new(
             "nomad_token_file",
             "is set together with nomad_token: keep one of them",
         ));
     }
-    if let Some(f) = &token_file {
-        if let Err(e) = std::fs::metadata(f) {
-            return Err(ConfigError::new(
-                "nomad_token_file",
-                format!(
-                    "cannot read {} ({e}): give the path of a file holding the ACL token's secret ID",
-                    f.display()
-                ),
-            ));
-        }
-    }
-    let ca_file = trimmed(opt_string(obj, "", "nomad_ca_file")?).map(std::path::PathBuf::from);
-    if let Some(f) = &ca_file {
-        if let Err(e) = std::fs::metadata(f) {
-            return Err(ConfigError::new(
-                "nomad_ca_file",
-                format!(
-                    "cannot read {} ({e}): give the path of the PEM CA certificate of the Nomad agent's TLS",
-                    f.display()
-                ),
-            ));
-        }
-    }
-    let duration = |key: &str, default: Duration, min: Duration, max: Duration, example: &str| -> Result<Duration> {
-        match opt_string(obj, "", key)? {
-            None => Ok(default),
-            Some(s) => match parse_duration(&s) {
-                Some(d) if d.is_zero() && key == "reap_interval" => Ok(d),
-                Some(d) if d >= min && d <= max => Ok(d),
-                _ => Err(ConfigError::new(
-                    key,
-                    format!("{s:?} is not a duration from {min:?} to {max:?} (write e.g. {example:?})"),
-                )),
-            },
-        }
+    let ca_file = existing_path(obj, "nomad_ca_file", "the PEM CA certificate of the Nomad agent's TLS")?;
+    let duration = |key: &str, default: Duration, min: Duration, max: Duration, off: bool, example: &str| {
+        bounded_duration(obj, key, default, min..=max, off, example)
     };
     let day = Duration::from_secs(24 * 3600);
     Ok(HandoffConfig {
@@ -428,6 +385,7 @@ fn decode_handoff(obj: &Value) -> Result<HandoffConfig> {
             DEFAULT_DRAIN_HANDOFF_WINDOW,
             Duration::from_secs(1),
             day,
+            false,
             "10m",
         )?,
         reap_interval: duration(
@@ -435,11 +393,51 @@ fn decode_handoff(obj: &Value) -> Result<HandoffConfig> {
             DEFAULT_REAP_INTERVAL,
             Duration::from_secs(1),
             day,
+            true,
             "5m, or 0 to turn the sweep off",
         )?,
-        reap_grace: duration("reap_grace", DEFAULT_REAP_GRACE, Duration::ZERO, 7 * day, "15m")?,
+        reap_grace: duration("reap_grace", DEFAULT_REAP_GRACE, Duration::ZERO, 7 * day, false, "15m")?,
         reap_dry_run: opt_bool(obj, "", "reap_dry_run")?.unwrap_or(false),
     })
+}
+
+/// A duration option within `range` (`off`: zero is allowed too, and turns the feature off).
+fn bounded_duration(
+    obj: &Value,
+    key: &str,
+    default: Duration,
+    range: std::ops::RangeInclusive<Duration>,
+    off: bool,
+    example: &str,
+) -> Result<Duration> {
+    match opt_string(obj, "", key)? {
+        None => Ok(default),
+        Some(s) => match parse_duration(&s) {
+            Some(d) if (off && d.is_zero()) || range.contains(&d) => Ok(d),
+            _ => Err(ConfigError::new(
+                key,
+                format!(
+                    "{s:?} is not a duration from {:?} to {:?} (write e.g. {example:?})",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        },
+    }
+}
+
+/// A path option that must name an existing file; `what` says what the file holds.
+fn existing_path(obj: &Value, key: &str, what: &str) -> Result<Option<std::path::PathBuf>> {
+    let Some(path) = trimmed(opt_string(obj, "", key)?).map(std::path::PathBuf::from) else {
+        return Ok(None);
+    };
+    match std::fs::metadata(&path) {
+        Ok(_) => Ok(Some(path)),
+        Err(e) => Err(ConfigError::new(
+            key,
+            format!("cannot read {} ({e}): give the path of {what}", path.display()),
+        )),
+    }
 }
 
 fn trimmed(v: Option<String>) -> Option<String> {
@@ -1159,6 +1157,51 @@ mod tests {
         assert!(e.message.contains("request_timeout"), "{e}");
         let e = decode_plugin_config(&bytes(M::L(vec![]))).unwrap_err();
         assert_eq!(e.field, "config");
+    }
+
+    #[test]
+    fn nomad_api_and_sweep_options() {
+        let cfg = decode_plugin_config(&bytes(M::O(vec![("enabled", M::B(true))]))).unwrap();
+        assert_eq!(cfg.handoff, HandoffConfig::default());
+        let cfg = decode_plugin_config(&bytes(M::O(vec![
+            ("nomad_address", M::S("https://nomad.internal:4646/")),
+            ("reap_interval", M::S("0s")),
+            ("reap_grace", M::S("0s")),
+            ("drain_handoff_window", M::S("90s")),
+            ("reap_dry_run", M::B(true)),
+        ])))
+        .unwrap();
+        let h = cfg.handoff;
+        assert_eq!(h.api.address.as_deref(), Some("https://nomad.internal:4646"));
+        assert_eq!((h.reap_interval, h.reap_grace), (Duration::ZERO, Duration::ZERO));
+        assert_eq!(h.drain_handoff_window, Duration::from_secs(90));
+        assert!(h.reap_dry_run);
+        for (key, value) in [
+            ("nomad_address", "nomad:4646"),
+            ("reap_interval", "500ms"),
+            ("drain_handoff_window", "0s"),
+            ("reap_grace", "8d"),
+            ("nomad_token_file", "/nonexistent/token"),
+            ("nomad_ca_file", "/nonexistent/ca.pem"),
+        ] {
+            let e = decode_plugin_config(&bytes(M::O(vec![(key, M::S(value))]))).unwrap_err();
+            assert_eq!(e.field, key, "{e}");
+        }
+        let here = file!();
+        let e = decode_plugin_config(&bytes(M::O(vec![
+            ("nomad_token", M::S("t")),
+            ("nomad_token_file", M::S(here)),
+        ])))
+        .unwrap_err();
+        assert_eq!(e.field, "nomad_token_file");
+        assert!(format!(
+            "{:?}",
+            NomadApiConfig {
+                token: Some("s3cr3t".into()),
+                ..Default::default()
+            }
+        )
+        .contains("<redacted>"));
     }
 
     #[test]
