@@ -717,7 +717,13 @@ impl Driver {
                 _ => (None, None),
             };
             match handoff::adoption_verdict(&task, &replacement, alloc.as_ref(), node.as_ref(), now) {
-                handoff::Verdict::Adopt(why) => match self.retag(client, &task, identity, &old) {
+                handoff::Verdict::Adopt(why) => match retag(
+                    client,
+                    &task.task_arn,
+                    identity,
+                    &old,
+                    task.tag(handoff::TAG_HANDOFF_UNTIL).is_some(),
+                ) {
                     Ok(()) => return Some((task, why)),
                     Err(e) => {
                         log::warn!(task_id = identity.id.as_str(); "cannot re-tag ECS task {} to adopt it ({e}); starting a new one", task.task_arn)
@@ -729,23 +735,6 @@ impl Driver {
             }
         }
         None
-    }
-
-    /// Tags `task` with `identity` (and where it came from), and clears a drain handoff mark.
-    fn retag(&self, client: &EcsClient, task: &Task, identity: &TaskIdentity, old_alloc: &str) -> Result<(), AwsError> {
-        let mut tags = identity_tags(identity);
-        if !old_alloc.is_empty() && old_alloc != identity.alloc_id {
-            tags.push((handoff::TAG_ADOPTED_FROM.to_string(), old_alloc.to_string()));
-        }
-        let policy = || RetryPolicy::within(ADOPTION_LOOKUP_DEADLINE);
-        with_retries(policy(), || client.tag_resource(&task.task_arn, &tags))?;
-        if task.tag(handoff::TAG_HANDOFF_UNTIL).is_some() {
-            let keys = [handoff::TAG_HANDOFF_UNTIL.to_string()];
-            if let Err(e) = with_retries(policy(), || client.untag_resource(&task.task_arn, &keys)) {
-                log::warn!(task_id = identity.id.as_str(); "adopted ECS task {} keeps its drain handoff tag ({e}); harmless", task.task_arn);
-            }
-        }
-        Ok(())
     }
 
     /// The essential containers of a task definition (read through the shared cache).
@@ -912,15 +901,7 @@ impl Driver {
             .filter(|a| *a != identity.alloc_id && !identity.alloc_id.is_empty());
         let message = match previous {
             Some(old) => {
-                if let Err(e) = self.retag(
-                    &entry.client,
-                    &Task {
-                        task_arn: arn.clone(),
-                        ..Default::default()
-                    },
-                    &identity,
-                    &old,
-                ) {
+                if let Err(e) = retag(&entry.client, &arn, &identity, &old, false) {
                     log::warn!(task_id = identity.id.as_str(); "cannot re-tag ECS task {arn} to this allocation: {e}");
                 }
                 log::info!(task_id = identity.id.as_str(); "took over ECS task {arn} from allocation {old} (Nomad's handoff)");
@@ -1124,6 +1105,8 @@ impl Driver {
         }
         let policy = || RetryPolicy::within(SWEEP_CALL_DEADLINE);
         let mut present = std::collections::HashSet::new();
+        // One read per allocation per round, however many of its tasks are listed.
+        let mut allocs = HashMap::new();
         let (mut seen, mut stopped) = (0usize, 0usize);
         for cluster in clusters {
             let input = ListTasksInput {
@@ -1158,8 +1141,10 @@ impl Driver {
                     };
                     seen += 1;
                     present.insert(t.task_arn.clone());
-                    let alloc = api.allocation(alloc_id);
-                    let why = match handoff::sweep_verdict(&t, &alloc, SystemTime::now()) {
+                    let alloc = allocs
+                        .entry(alloc_id.to_string())
+                        .or_insert_with(|| api.allocation(alloc_id));
+                    let why = match handoff::sweep_verdict(&t, alloc, SystemTime::now()) {
                         handoff::Sweep::Keep => {
                             self.sightings.forget(&t.task_arn);
                             continue;
@@ -1270,6 +1255,30 @@ fn sweep_loop(driver: std::sync::Weak<Driver>) {
             None => return,
         }
     }
+}
+
+/// Tags ECS task `arn` with `identity` (and the allocation it came from), and removes its drain
+/// handoff mark when it has one.
+fn retag(
+    client: &EcsClient,
+    arn: &str,
+    identity: &TaskIdentity,
+    old_alloc: &str,
+    clear_handoff: bool,
+) -> Result<(), AwsError> {
+    let mut tags = identity_tags(identity);
+    if !old_alloc.is_empty() && old_alloc != identity.alloc_id {
+        tags.push((handoff::TAG_ADOPTED_FROM.to_string(), old_alloc.to_string()));
+    }
+    let policy = || RetryPolicy::within(ADOPTION_LOOKUP_DEADLINE);
+    with_retries(policy(), || client.tag_resource(arn, &tags))?;
+    if clear_handoff {
+        let keys = [handoff::TAG_HANDOFF_UNTIL.to_string()];
+        if let Err(e) = with_retries(policy(), || client.untag_resource(arn, &keys)) {
+            log::warn!(task_id = identity.id.as_str(); "adopted ECS task {arn} keeps its drain handoff tag ({e}); harmless");
+        }
+    }
+    Ok(())
 }
 
 /// The client cached under `key`, made with `make` on first use.
