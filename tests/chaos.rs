@@ -27,7 +27,7 @@ use grpcio::{RpcStatus, RpcStatusCode};
 use nomad_driver_ecs::proto::driver as pb;
 use serde_json::Value;
 
-use support::cty::{self, TaskStanza};
+use support::cty;
 use support::emulator::{Emulator, REGION};
 use support::host::{self, Launch, Plugin};
 use support::proxy::{Fault, FaultPlan, FaultyProxy, Rng, ALL_FAULTS};
@@ -383,21 +383,7 @@ fn lifecycle(ctx: &Ctx, rng: &mut Rng) {
 }
 
 fn stanza(setup: &Value) -> Vec<u8> {
-    let strs = |k: &str| -> Vec<String> {
-        setup[k]
-            .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-            .unwrap_or_default()
-    };
-    TaskStanza {
-        launch_type: Some("FARGATE"),
-        task_definition: Some("my-task-definition"),
-        assign_public_ip: Some("ENABLED"),
-        security_groups: Some(vec![setup["security_group"].as_str().unwrap_or_default().to_string()]),
-        subnets: Some(strs("subnets")),
-        network: true,
-    }
-    .encode()
+    support::fargate_stanza(setup, "my-task-definition").encode()
 }
 
 #[test]

@@ -165,22 +165,7 @@ fn plugin_role_arn_is_assumed_on_top_of_the_chain() {
 }
 
 fn stanza(emu: &Emulator, cluster: &str) -> Vec<u8> {
-    let setup = emu.setup(cluster);
-    let subnets = setup["subnets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect();
-    cty::TaskStanza {
-        launch_type: Some("FARGATE"),
-        task_definition: Some("my-task-definition"),
-        assign_public_ip: Some("ENABLED"),
-        security_groups: Some(vec![setup["security_group"].as_str().unwrap().to_string()]),
-        subnets: Some(subnets),
-        network: true,
-    }
-    .encode()
+    support::fargate_stanza(&emu.setup(cluster), "my-task-definition").encode()
 }
 
 #[test]

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use nomad_driver_ecs::proto::driver::{TaskConfig, TaskHandle};
 use serde_json::Value;
-use support::cty::{self, s, Cty, TaskStanza};
+use support::cty::{self, s, Cty};
 use support::emulator::{Emulator, REGION};
 use support::host::{self, assert_health, attr_str, closed_port, eventually, wait_event, Launch, Plugin};
 use support::nomad_stand_in::{AllocSpec, NomadStandIn};
-use support::{handle_arn, TEST_POLL, WAIT};
+use support::{handle_arn, persisted, TEST_POLL, WAIT};
 
 use nomad_driver_ecs::proto::driver::fingerprint_response::HealthState;
 
@@ -63,24 +63,6 @@ impl Setup {
         p
     }
 
-    fn stanza(&self, task_definition: &str) -> Vec<u8> {
-        let subnets = self.setup["subnets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect();
-        TaskStanza {
-            launch_type: Some("FARGATE"),
-            task_definition: Some(task_definition),
-            assign_public_ip: Some("ENABLED"),
-            security_groups: Some(vec![self.setup["security_group"].as_str().unwrap().to_string()]),
-            subnets: Some(subnets),
-            network: true,
-        }
-        .encode()
-    }
-
     /// Allocation `alloc` (slot index `index`) as Nomad knows it, and its task's config.
     fn alloc(&self, alloc: &str, index: u32, task_definition: &str) -> TaskConfig {
         self.nomad.put_alloc(AllocSpec {
@@ -94,7 +76,12 @@ impl Setup {
             desired_status: "run".into(),
             migrate: false,
         });
-        let mut cfg = host::task_config(alloc, "web", &alloc[..8], self.stanza(task_definition));
+        let mut cfg = host::task_config(
+            alloc,
+            "web",
+            &alloc[..8],
+            support::fargate_stanza(&self.setup, task_definition).encode(),
+        );
         cfg.env.insert("NOMAD_ALLOC_INDEX".into(), index.to_string());
         cfg
     }
@@ -122,6 +109,17 @@ impl Setup {
         self.emu.task_status(&self.cluster, arn).unwrap_or_default()
     }
 
+    /// Waits until ECS reports `arn` STOPPED; its stopped reason.
+    fn await_stopped(&self, arn: &str) -> String {
+        eventually(WAIT, &format!("ECS task {arn} stopped"), || {
+            self.emu
+                .tasks(&self.cluster)
+                .into_iter()
+                .find(|t| t["arn"] == arn && t["last_status"] == "STOPPED")
+                .map(|t| t["stopped_reason"].as_str().unwrap_or_default().to_string())
+        })
+    }
+
     fn running(&self) -> usize {
         self.emu
             .tasks(&self.cluster)
@@ -139,13 +137,6 @@ impl Setup {
             (reads() >= start + n).then_some(())
         });
     }
-}
-
-/// The handle as Nomad persists it (no driver config).
-fn persisted(handle: &TaskHandle) -> TaskHandle {
-    let mut h = handle.clone();
-    h.config.as_mut().unwrap().msgpack_driver_config.clear();
-    h
 }
 
 const TD: &str = "my-task-definition";
@@ -266,9 +257,7 @@ fn an_unknown_allocation_is_neither_adopted_nor_reaped() {
     assert_eq!(w.status(&old), "RUNNING", "an unknown allocation's task is not reaped");
     // The sweep does run: once the allocation is over, its task goes at once (grace 0).
     w.nomad.set_client_status(a, "complete");
-    eventually(WAIT, "the complete allocation's task stopped", || {
-        (w.status(&old) == "STOPPED").then_some(())
-    });
+    w.await_stopped(&old);
     assert_eq!(w.status(&new), "RUNNING", "a watched task is never swept");
 }
 
@@ -290,21 +279,12 @@ fn a_garbage_collected_allocations_task_is_reaped_after_the_grace_time() {
     // Taken before the removal: the sweep cannot see the allocation gone any earlier.
     let gone = Instant::now();
     w.nomad.remove_alloc(a);
-    eventually(WAIT, "the orphan stopped", || {
-        (w.status(&arn) == "STOPPED").then_some(())
-    });
+    let reason = w.await_stopped(&arn);
     assert!(
         gone.elapsed() >= grace,
         "stopped {:?} after the allocation went, before the grace time",
         gone.elapsed()
     );
-    let task = w
-        .emu
-        .tasks(&w.cluster)
-        .into_iter()
-        .find(|t| t["arn"] == arn.as_str())
-        .unwrap();
-    let reason = task["stopped_reason"].as_str().unwrap_or_default();
     assert!(reason.contains(a) && reason.contains("no longer exists"), "{reason}");
     eventually(WAIT, "the sweep's log line", || {
         p2.stderr_lines()
@@ -389,26 +369,12 @@ fn a_drained_task_nobody_adopts_is_stopped_when_its_window_ends() {
     p.wait_task(&a_cfg.id, WAIT).unwrap();
     p.destroy_task(&a_cfg.id, true).unwrap();
     w.nomad.set_client_status(a, "complete");
-    eventually(WAIT, "the unadopted task stopped", || {
-        (w.status(&arn) == "STOPPED").then_some(())
-    });
+    let reason = w.await_stopped(&arn);
     assert!(
         left.elapsed() >= Duration::from_secs(1),
         "stopped before its window ended"
     );
-    let task = w
-        .emu
-        .tasks(&w.cluster)
-        .into_iter()
-        .find(|t| t["arn"] == arn.as_str())
-        .unwrap();
-    assert!(
-        task["stopped_reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("drain handoff window"),
-        "{task}"
-    );
+    assert!(reason.contains("drain handoff window"), "{reason}");
 }
 
 #[test]

@@ -6,18 +6,11 @@ mod support;
 use std::time::Duration;
 
 use grpcio::RpcStatusCode;
-use nomad_driver_ecs::proto::driver::{TaskHandle, TaskState};
+use nomad_driver_ecs::proto::driver::TaskState;
 use support::cty;
 use support::emulator::REGION;
 use support::host::{Launch, Plugin};
-use support::{World, TEST_POLL, WAIT};
-
-/// The handle as Nomad persists it: no msgpack_driver_config after an agent restart.
-fn persisted(handle: &TaskHandle) -> TaskHandle {
-    let mut h = handle.clone();
-    h.config.as_mut().unwrap().msgpack_driver_config.clear();
-    h
-}
+use support::{persisted, World, TEST_POLL, WAIT};
 
 fn relaunch(w: &World) -> Plugin {
     let p = Plugin::launch(&Launch::test_credentials());

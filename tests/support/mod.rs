@@ -83,11 +83,7 @@ impl World {
     pub fn stanza_with(&self, launch_type: Option<&str>, extra: Vec<(&str, cty::Cty)>) -> Vec<u8> {
         TaskStanza {
             launch_type,
-            task_definition: Some("my-task-definition"),
-            assign_public_ip: Some("ENABLED"),
-            security_groups: Some(vec![self.security_group()]),
-            subnets: Some(self.subnets()),
-            network: true,
+            ..fargate_stanza(&self.setup, "my-task-definition")
         }
         .encode_with(extra)
     }
@@ -112,6 +108,31 @@ impl World {
         );
         (cfg, handle, arn)
     }
+}
+
+/// A FARGATE task stanza for `task_definition` on the network of an emulator's setup answer.
+pub fn fargate_stanza<'a>(setup: &Value, task_definition: &'a str) -> TaskStanza<'a> {
+    let subnets = setup["subnets"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    TaskStanza {
+        launch_type: Some("FARGATE"),
+        task_definition: Some(task_definition),
+        assign_public_ip: Some("ENABLED"),
+        security_groups: Some(vec![setup["security_group"].as_str().unwrap_or_default().to_string()]),
+        subnets: Some(subnets),
+        network: true,
+    }
+}
+
+/// The handle as Nomad persists it: no msgpack_driver_config after an agent restart.
+pub fn persisted(handle: &nomad_driver_ecs::proto::driver::TaskHandle) -> nomad_driver_ecs::proto::driver::TaskHandle {
+    let mut h = handle.clone();
+    if let Some(cfg) = h.config.as_mut() {
+        cfg.msgpack_driver_config.clear();
+    }
+    h
 }
 
 /// The ECS task ARN a handle's driver_state names.
