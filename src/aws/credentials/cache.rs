@@ -4,8 +4,10 @@
 //! expire; then the next caller refreshes them while the others wait for that one refresh (one
 //! at a time, however many threads ask). If the refresh fails while the old credentials are
 //! still valid, the failure is logged and the old ones are used. Credentials without an expiry
-//! (static keys) are not cached: their source is read again on every call, so a rotated key in
-//! a file or the environment is picked up.
+//! are either kept for good (those marked [`Credentials::keep_without_expiry`]: a
+//! `credential_process` that gave no `Expiration`, which the Go and Java SDKs treat as never
+//! expiring, so the command is not run for every AWS call) or not cached at all (static keys:
+//! their source is read again on every call, so a rotated key in a file is picked up).
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -23,7 +25,8 @@ const SHORT_LIVED_REUSE: Duration = Duration::from_secs(30);
 
 pub struct Cached<S> {
     inner: S,
-    slot: Mutex<Option<(Credentials, SystemTime)>>,
+    /// The credentials and when to refresh them (None: never).
+    slot: Mutex<Option<(Credentials, Option<SystemTime>)>>,
     refresh: Mutex<()>,
 }
 
@@ -36,13 +39,13 @@ impl<S: CredentialSource> Cached<S> {
         }
     }
 
-    fn cached(&self) -> Option<(Credentials, SystemTime)> {
+    fn cached(&self) -> Option<(Credentials, Option<SystemTime>)> {
         self.slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn fresh(&self, now: SystemTime) -> Option<Credentials> {
         self.cached()
-            .filter(|(_, refresh_at)| now < *refresh_at)
+            .filter(|(_, refresh_at)| refresh_at.is_none_or(|t| now < t))
             .map(|(c, _)| c)
     }
 }
@@ -82,7 +85,15 @@ impl<S: CredentialSource> CredentialSource for Cached<S> {
                                 old.access_key_id
                             );
                         }
-                        *slot = Some((c.clone(), refresh_time(expiry, now)));
+                        *slot = Some((c.clone(), Some(refresh_time(expiry, now))));
+                    }
+                    None if c.keep_without_expiry => {
+                        log::info!(
+                            "AWS credentials from {} (access key {}) have no expiry; they are kept until the plugin restarts",
+                            c.provider,
+                            c.access_key_id
+                        );
+                        *slot = Some((c.clone(), None));
                     }
                     None => *slot = None,
                 }
@@ -171,6 +182,25 @@ mod tests {
     }
 
     #[test]
+    fn credentials_kept_without_expiry_are_read_once() {
+        struct Kept(AtomicUsize);
+        impl CredentialSource for Kept {
+            fn credentials(&self) -> Result<Credentials, AwsError> {
+                let n = self.0.fetch_add(1, Ordering::SeqCst);
+                Ok(Credentials::new(format!("AKID{n}"), "s", None, None, "process").kept_without_expiry())
+            }
+            fn describe(&self) -> String {
+                "kept".into()
+            }
+        }
+        let c = Cached::new(Kept(AtomicUsize::new(0)));
+        for _ in 0..10 {
+            assert_eq!(c.credentials().unwrap().access_key_id, "AKID0");
+        }
+        assert_eq!(c.inner.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
     fn refresh_happens_five_minutes_ahead() {
         let now = SystemTime::now();
         let exp = now + Duration::from_secs(3600);
@@ -207,7 +237,7 @@ mod tests {
         {
             let mut slot = c.slot.lock().unwrap();
             let (creds, _) = slot.take().unwrap();
-            *slot = Some((creds, SystemTime::now()));
+            *slot = Some((creds, Some(SystemTime::now())));
         }
         assert_eq!(c.credentials().unwrap().access_key_id, "AKID0", "old ones still valid");
         // Now make them expired: the failure comes through.
@@ -215,7 +245,7 @@ mod tests {
             let mut slot = c.slot.lock().unwrap();
             let (mut creds, _) = slot.take().unwrap();
             creds.expiry = Some(SystemTime::now() + Duration::from_secs(1));
-            *slot = Some((creds, SystemTime::now()));
+            *slot = Some((creds, Some(SystemTime::now())));
         }
         assert!(c.credentials().is_err());
     }

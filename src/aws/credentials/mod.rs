@@ -3,7 +3,8 @@
 //! [`DefaultChain`] walks the SDKs' chain (environment, web identity, shared files with their
 //! roles and processes, container credentials, EC2 instance metadata); [`AssumeRole`] puts the
 //! plugin's own `role_arn` on top; [`cache::Cached`] keeps temporary credentials until shortly
-//! before they expire; [`build`] assembles the three. The home directory comes from `HOME`
+//! before they expire (and a `credential_process`'s without `Expiration` for good); [`build`]
+//! assembles the three. The home directory comes from `HOME`
 //! only: no user-database lookup (the binary is statically linked and NSS lookups crash there).
 
 pub mod cache;
@@ -29,6 +30,11 @@ pub struct Credentials {
     secret_access_key: String,
     session_token: Option<String>,
     pub expiry: Option<SystemTime>,
+    /// For credentials without an expiry: whether [`cache::Cached`] keeps them for good (true:
+    /// a `credential_process` that gave no `Expiration`, which the SDKs treat as never
+    /// expiring) or asks the source again on every call (false: static keys, cheap to read
+    /// again, so that a rotated key is picked up).
+    pub keep_without_expiry: bool,
     /// Where these came from, for messages, e.g. `"environment"` or
     /// `"profile default (/root/.aws/credentials)"`.
     pub provider: String,
@@ -47,8 +53,15 @@ impl Credentials {
             secret_access_key: secret_access_key.into(),
             session_token: session_token.filter(|t| !t.is_empty()),
             expiry,
+            keep_without_expiry: false,
             provider: provider.into(),
         }
+    }
+
+    /// These, kept by [`cache::Cached`] for good when they have no expiry.
+    pub fn kept_without_expiry(mut self) -> Self {
+        self.keep_without_expiry = true;
+        self
     }
 
     pub fn secret_access_key(&self) -> &str {
@@ -67,6 +80,7 @@ impl fmt::Debug for Credentials {
             .field("secret_access_key", &"** redacted **")
             .field("session_token", &self.session_token.as_ref().map(|_| "** redacted **"))
             .field("expiry", &self.expiry)
+            .field("keep_without_expiry", &self.keep_without_expiry)
             .field("provider", &self.provider)
             .finish()
     }
@@ -1015,6 +1029,64 @@ mod tests {
         let c = chain.credentials().unwrap();
         assert_eq!(c.access_key_id, "AKIDPROC");
         assert_eq!(c.provider, "credential_process of profile default");
+    }
+
+    /// A cached chain whose default profile's credential_process appends a line to a file each
+    /// time it runs and prints credentials with `expiration` (if any); and that file's path.
+    fn counting_process(t: &TempDir, expiration: Option<SystemTime>) -> (cache::Cached<DefaultChain>, PathBuf) {
+        let runs = t.0.join("runs");
+        let expiration = expiration.map_or(String::new(), |e| {
+            format!(", \"Expiration\": \"{}\"", crate::aws::timestamp::format(e))
+        });
+        t.write(
+            ".aws/config",
+            &format!(
+                "[default]\ncredential_process = echo run >> {}; printf '{{\"Version\":1,\"AccessKeyId\":\"AKIDPROC\",\"SecretAccessKey\":\"x\"{expiration}}}'\n",
+                runs.display()
+            ),
+        );
+        let chain = DefaultChain::with_env_lookup(None, env_of(&[("HOME", &t.home())]));
+        (cache::Cached::new(chain), runs)
+    }
+
+    fn runs(file: &Path) -> usize {
+        std::fs::read_to_string(file).map_or(0, |s| s.lines().count())
+    }
+
+    #[test]
+    fn credential_process_without_expiration_runs_once() {
+        let t = TempDir::new();
+        let (chain, file) = counting_process(&t, None);
+        for _ in 0..10 {
+            assert_eq!(chain.credentials().unwrap().access_key_id, "AKIDPROC");
+        }
+        assert_eq!(runs(&file), 1);
+    }
+
+    #[test]
+    fn credential_process_with_a_far_expiration_runs_once() {
+        let t = TempDir::new();
+        let (chain, file) = counting_process(&t, Some(SystemTime::now() + Duration::from_secs(3600)));
+        for _ in 0..10 {
+            assert_eq!(chain.credentials().unwrap().access_key_id, "AKIDPROC");
+        }
+        assert_eq!(runs(&file), 1);
+    }
+
+    #[test]
+    fn credential_process_expiring_within_the_refresh_window_runs_again() {
+        let t = TempDir::new();
+        // Inside the 5-minute window: reused for half their remaining life (3 s), then run again.
+        let (chain, file) = counting_process(&t, Some(SystemTime::now() + Duration::from_secs(6)));
+        chain.credentials().unwrap();
+        chain.credentials().unwrap();
+        assert_eq!(runs(&file), 1, "reused for a moment");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while runs(&file) < 2 {
+            assert!(std::time::Instant::now() < deadline, "never run again");
+            chain.credentials().unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     #[test]

@@ -220,13 +220,20 @@ pub fn parse_output(stdout: &[u8], profile: &str) -> Result<Credentials, String>
         Some(e) => Some(parse_timestamp(&e).ok_or("its output's Expiration is not an ISO 8601 time")?),
         None => None,
     };
-    Ok(Credentials::new(
+    let creds = Credentials::new(
         key,
         secret,
         field("SessionToken"),
         expiry,
         format!("credential_process of profile {profile}"),
-    ))
+    );
+    // No Expiration: long-lived keys, as the Go and Java SDKs take them; the command is not
+    // run again for each AWS call.
+    Ok(if expiry.is_none() {
+        creds.kept_without_expiry()
+    } else {
+        creds
+    })
 }
 
 #[cfg(test)]
@@ -346,5 +353,17 @@ mod tests {
     fn too_much_output_is_refused() {
         let e = run("head -c 100000 /dev/zero | tr '\\0' x", "p", TIMEOUT).unwrap_err();
         assert!(e.message.contains("longer than 64 KiB"), "{e}");
+    }
+
+    #[test]
+    fn no_expiration_means_kept_for_good() {
+        let c = parse_output(br#"{"Version": 1, "AccessKeyId": "A", "SecretAccessKey": "s"}"#, "p").unwrap();
+        assert!(c.expiry.is_none() && c.keep_without_expiry);
+        let c = parse_output(
+            br#"{"Version": 1, "AccessKeyId": "A", "SecretAccessKey": "s", "Expiration": "2030-01-01T00:00:00Z"}"#,
+            "p",
+        )
+        .unwrap();
+        assert!(c.expiry.is_some());
     }
 }
