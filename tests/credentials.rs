@@ -235,6 +235,71 @@ fn credential_process_of_the_profile() {
     assert_no_secrets(&p, &[&user_secret]);
 }
 
+/// A credential_process helper that starts a background "agent" without redirecting its output
+/// (so the agent holds the command's stdout and stderr open) and gives no Expiration: the
+/// plugin neither hangs on it (the fingerprint is healthy, the agent is killed) nor runs it again
+/// for each AWS call (once for the fingerprint, a StartTask and a stream of DescribeTasks).
+#[test]
+fn credential_process_runs_once_and_a_child_holding_its_output_does_not_hang_it() {
+    let emu = Emulator::start_auth();
+    let (user_key, user_secret) = emu.auth_user();
+    emu.setup("cr-process-once");
+    let dir = temp_dir("process-once");
+    let (script, runs, agent) = (dir.join("creds.sh"), dir.join("runs"), dir.join("agent.pid"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho run >> {}\nsleep 1000 &\necho $! > {}\nprintf '{{\"Version\": 1, \"AccessKeyId\": \"{user_key}\", \"SecretAccessKey\": \"{user_secret}\"}}'\n",
+            runs.display(),
+            agent.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(".aws/config"),
+        format!("[default]\ncredential_process = sh {}\n", script.display()),
+    )
+    .unwrap();
+    let launch = Launch::default().with_env("HOME", dir.to_str().unwrap());
+    let p = configured(&launch, &emu, "cr-process-once", Some(REGION), &[]);
+    // Before the fix the fingerprint never came: the plugin waited for the agent to close stdout.
+    healthy(&p);
+    let cfg = host::task_config(
+        "cccccccc-0000-4000-8000-000000000003",
+        "web",
+        "a1b2c3d4",
+        stanza(&emu, "cr-process-once"),
+    );
+    p.start_task(&cfg).expect("StartTask");
+    host::eventually(WAIT, "the task watched with several DescribeTasks", || {
+        (emu.call_count("DescribeTasks") >= 3).then_some(())
+    });
+    for op in ["DescribeClusters", "RunTask", "DescribeTasks"] {
+        let keys = emu.access_keys(op);
+        assert!(
+            !keys.is_empty() && keys.iter().all(|k| k.as_deref() == Some(user_key.as_str())),
+            "{op} signed with the process's key: {keys:?}"
+        );
+    }
+    let ran = std::fs::read_to_string(&runs).unwrap_or_default().lines().count();
+    assert_eq!(ran, 1, "run once: its credentials have no Expiration");
+    let pid = std::fs::read_to_string(&agent).unwrap().trim().to_string();
+    host::eventually(WAIT, "the agent holding the output killed", || gone(&pid).then_some(()));
+    assert!(
+        p.stderr_lines().iter().any(|l| l.contains("kept its output open")),
+        "the kill is logged"
+    );
+    assert_no_secrets(&p, &[&user_secret]);
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaps).
+fn gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')),
+    }
+}
+
 /// A container-credentials endpoint: checks the Authorization token, hands out key
 /// `ASIACONTAINER<n>` expiring `life` from now; answers 500 while `failing`.
 fn container_server(token: &'static str, life: Duration, failing: Arc<AtomicBool>) -> (TestServer, Arc<AtomicUsize>) {
