@@ -14,6 +14,7 @@ pub mod encoding;
 pub mod nomad;
 pub mod nomad_api;
 pub mod plugin;
+pub mod redact;
 
 /// Protobuf message types generated from `proto/` by build.rs.
 pub mod proto {

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::redact;
+
 /// What kind of failure an [`AwsError`] is; drives retry decisions and messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -43,7 +45,8 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    /// A new error; a convenience over the struct literal.
+    /// A new error; a convenience over the struct literal. The user info of any URL in
+    /// `message`, and any credential header value it quotes, are hidden ([`redact::text`]).
     pub fn new(
         kind: ErrorKind,
         operation: impl Into<String>,
@@ -55,7 +58,7 @@ impl AwsError {
             kind,
             operation: operation.into(),
             code: code.into(),
-            message: message.into(),
+            message: redact::text(&message.into()),
             status,
         }
     }
@@ -208,7 +211,25 @@ pub fn strip_error_type(raw: &str) -> &str {
 /// when the body carries no type. Handles JSON (`__type`/`code` + `message`/`Message`),
 /// XML (`<ErrorResponse><Error><Code>` and `<Response><Errors><Error><Code>`),
 /// and HTML/text/empty bodies (code `HTTP<status>`, message an excerpt).
+///
+/// The message never keeps a credential: AWS answers a bad signature with the canonical
+/// request it expected, session token included; header values of that shape are hidden
+/// before the message is cut to length (see [`parse_error_response_hiding`]).
 pub fn parse_error_response(operation: &str, status: u16, headers_error_type: Option<&str>, body: &str) -> AwsError {
+    parse_error_response_hiding(operation, status, headers_error_type, body, &[])
+}
+
+/// As [`parse_error_response`], with the request's own secrets (`secrets`: its session token,
+/// its secret key) hidden wherever the message quotes them.
+pub fn parse_error_response_hiding(
+    operation: &str,
+    status: u16,
+    headers_error_type: Option<&str>,
+    body: &str,
+    secrets: &[&str],
+) -> AwsError {
+    // Before anything is cut: a cut token is no longer found by its value.
+    let hide = |s: &str| redact::text(&redact::values(s, secrets));
     let trimmed = body.trim_start_matches('\u{feff}').trim();
     let (body_code, body_message) = if trimmed.starts_with('{') {
         parse_json_error(trimmed)
@@ -230,9 +251,9 @@ pub fn parse_error_response(operation: &str, status: u16, headers_error_type: Op
         .unwrap_or_else(|| format!("HTTP{status}"));
 
     let message = match body_message.filter(|m| !m.trim().is_empty()) {
-        Some(m) => truncate_chars(collapse_whitespace(&m).as_str(), MAX_MESSAGE_CHARS),
+        Some(m) => truncate_chars(collapse_whitespace(&hide(&m)).as_str(), MAX_MESSAGE_CHARS),
         None => {
-            let excerpt = truncate_chars(&strip_tags(trimmed), MAX_EXCERPT_CHARS);
+            let excerpt = truncate_chars(&hide(&strip_tags(&hide(trimmed))), MAX_EXCERPT_CHARS);
             if excerpt.is_empty() {
                 format!("{} (empty response body)", status_reason(status))
             } else {
@@ -628,6 +649,47 @@ mod tests {
         );
         assert_eq!(strip_error_type(" ServerException "), "ServerException");
         assert_eq!(strip_error_type(""), "");
+    }
+
+    /// AWS's answer to a bad signature quotes the canonical request it expected, session
+    /// token included; the token sits past the middle of a long message, so the 1000-character
+    /// cut goes through it.
+    #[test]
+    fn the_canonical_request_in_an_invalid_signature_answer_loses_its_token() {
+        let token = format!(
+            "IQoJb3JpZ2luX2VjE{}",
+            "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789+/".repeat(25)
+        );
+        let message = format!(
+            "The request signature we calculated does not match the signature you provided.\n\nThe Canonical \
+             String for this request should have been\n'POST\n/\n\ncontent-type:application/x-amz-json-1.1\n\
+             host:ecs.us-east-1.amazonaws.com\nx-amz-date:20250101T000000Z\nX-Amz-Security-Token: {token}\n\
+             x-amz-target:AmazonEC2ContainerServiceV20141113.RunTask\n\ncontent-type;host;x-amz-date;\
+             x-amz-security-token;x-amz-target\nabc'\n\nauthorization:AWS4-HMAC-SHA256 Credential=AKID/x, \
+             Signature=0123abcd\n(query X-Amz-Security-Token={token}&X-Amz-Date=1)"
+        );
+        for body in [
+            serde_json::json!({"__type": "InvalidSignatureException", "message": message}).to_string(),
+            format!(
+                "<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>{}</Message></Error></ErrorResponse>",
+                message.replace('\'', "&apos;")
+            ),
+            format!("<html><body><p>{message}</p></body></html>"),
+        ] {
+            let e = parse_error_response("RunTask", 400, None, &body);
+            let shown = e.to_string();
+            for window in token.as_bytes().windows(16) {
+                let piece = std::str::from_utf8(window).unwrap();
+                assert!(!shown.contains(piece), "{shown}");
+            }
+            assert!(!shown.contains("Signature=0123abcd"), "{shown}");
+            if !body.starts_with("<html>") {
+                assert!(
+                    shown.contains("x-amz-security-token;x-amz-target"),
+                    "the signed headers stay: {shown}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -7,10 +7,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::credentials::CredentialSource;
-use super::error::{parse_error_response, truncate_chars, AwsError, ErrorKind};
+use super::credentials::{CredentialSource, Credentials};
+use super::error::{parse_error_response_hiding, truncate_chars, AwsError, ErrorKind};
 use super::sign::{host_header, sign_request, split_url};
 use super::transport::{ProxySettings, Transport};
+use crate::redact;
 
 /// How the HTTP client reaches AWS: timeouts, extra trusted CAs, proxies.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -132,21 +133,23 @@ impl JsonClient {
     ) -> Result<Self, AwsError> {
         let endpoint = endpoint.trim().trim_end_matches('/').to_string();
         let config_error = |msg: String| AwsError::new(ErrorKind::Client, "", "InvalidConfiguration", msg, None);
+        // As messages show it: never a user name or password.
+        let shown = redact::url(&endpoint);
         let Some((_, _, path)) = split_url(&endpoint) else {
             return Err(config_error(format!(
-                "invalid endpoint {endpoint:?}: expected an absolute http:// or https:// URL \
+                "invalid endpoint {shown:?}: expected an absolute http:// or https:// URL \
                  such as {} (no user name or password)",
                 default_endpoint(if service.is_empty() { "ecs" } else { service }, "us-east-1")
             )));
         };
         if path.contains(['?', '#']) {
             return Err(config_error(format!(
-                "invalid endpoint {endpoint:?}: no query string or fragment allowed"
+                "invalid endpoint {shown:?}: no query string or fragment allowed"
             )));
         }
         let Some(host) = host_header(&endpoint) else {
             return Err(config_error(format!(
-                "invalid endpoint {endpoint:?}: cannot tell its host and port"
+                "invalid endpoint {shown:?}: cannot tell its host and port"
             )));
         };
         for (what, value) in [
@@ -222,6 +225,9 @@ impl JsonClient {
             )
         })?;
         let creds = self.creds.credentials().map_err(|e| e.with_operation(operation))?;
+        check_sendable(&creds).map_err(|e| e.with_operation(operation))?;
+        // What a service message may quote back (a bad signature's canonical request).
+        let secrets = [creds.secret_access_key(), creds.session_token().unwrap_or_default()];
         let target = format!("{}.{operation}", self.target_prefix);
         let mut headers = vec![
             ("host".to_string(), self.host.clone()),
@@ -240,6 +246,9 @@ impl JsonClient {
         )
         .map_err(|e| e.with_operation(operation))?;
         headers.extend(signed);
+        if let Some((name, _)) = headers.iter().find(|(_, v)| !redact::header_value_ok(v)) {
+            return Err(header_error(operation, &self.endpoint, name));
+        }
 
         let mut request = self.agent.post(&self.url);
         for (name, value) in &headers {
@@ -253,7 +262,7 @@ impl JsonClient {
                     read_body(response).map_err(|e| self.io_error(operation, &e, "reading the response from"))?;
                 if !(200..300).contains(&status) {
                     // Only reachable for 1xx/3xx: ureq reports 4xx/5xx as Status errors.
-                    return Err(parse_error_response(operation, status, None, &text));
+                    return Err(parse_error_response_hiding(operation, status, None, &text, &secrets));
                 }
                 if text.trim().is_empty() {
                     return Ok((status, serde_json::Value::Object(Default::default())));
@@ -267,7 +276,7 @@ impl JsonClient {
                             "the response from {} is not valid JSON ({e}){}: {}",
                             self.endpoint,
                             request_id.map(|id| format!(", request id {id}")).unwrap_or_default(),
-                            truncate_chars(text.trim(), 200)
+                            truncate_chars(&redact::values(text.trim(), &secrets), 200)
                         ),
                         Some(status),
                     )
@@ -277,7 +286,7 @@ impl JsonClient {
                 let error_type = response.header("x-amzn-errortype").map(str::to_string);
                 let request_id = request_id(&response);
                 let text = read_body(response).unwrap_or_default();
-                let mut err = parse_error_response(operation, status, error_type.as_deref(), &text);
+                let mut err = parse_error_response_hiding(operation, status, error_type.as_deref(), &text, &secrets);
                 if let Some(id) = request_id {
                     log::debug!(
                         "{} {operation} failed with {} (HTTP {status}), request id {id}",
@@ -340,6 +349,15 @@ pub fn exchange(
     cfg: &HttpConfig,
 ) -> Result<(u16, String), AwsError> {
     let host = host_header(endpoint).unwrap_or_else(|| endpoint.to_string());
+    // ureq lists every header name but only the values it can send: a name with fewer values
+    // than headers has one it would refuse (with a message quoting it).
+    let names = request.header_names();
+    if let Some(name) = names
+        .iter()
+        .find(|n| request.all(n).len() < names.iter().filter(|m| m == n).count())
+    {
+        return Err(header_error(operation, endpoint, name));
+    }
     let result = match body {
         Some(b) => request.send_bytes(b),
         None => request.call(),
@@ -363,16 +381,77 @@ pub fn exchange(
     Ok((status, text))
 }
 
+/// What cannot go into an HTTP header, for messages.
+const NOT_A_HEADER: &str =
+    "contains a character that cannot be sent in an HTTP header (a control character, a line break or a non-ASCII character)";
+
+/// The credentials' session token and access key id can be sent as headers; an error names
+/// the provider they came from, never the value (the HTTP library's own error would quote it).
+pub(crate) fn check_sendable(creds: &Credentials) -> Result<(), AwsError> {
+    let bad = |what: &str| {
+        Err(AwsError::new(
+            ErrorKind::Credentials,
+            "",
+            "InvalidCredentials",
+            format!(
+                "the {what} from {} {NOT_A_HEADER}: fix the credentials that provider hands out",
+                creds.provider
+            ),
+            None,
+        ))
+    };
+    if creds.session_token().is_some_and(|t| !redact::header_value_ok(t)) {
+        return bad("session token");
+    }
+    if !redact::header_value_ok(&creds.access_key_id) {
+        return bad("access key id");
+    }
+    Ok(())
+}
+
+/// The error for header `name`, whose value cannot be sent: the header and where its value
+/// comes from, never the value.
+fn header_error(operation: &str, endpoint: &str, name: &str) -> AwsError {
+    let source = match name.to_ascii_lowercase().as_str() {
+        "x-amz-security-token" => "the session token of the credentials that sign the request",
+        "authorization" => {
+            "the container authorization token (AWS_CONTAINER_AUTHORIZATION_TOKEN or \
+                 AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE), or the access key id of the credentials that sign the request"
+        }
+        "x-aws-ec2-metadata-token" => "the session token instance metadata handed out",
+        _ => "its value",
+    };
+    AwsError::new(
+        ErrorKind::Credentials,
+        operation,
+        "InvalidHeaderValue",
+        format!("the {name} header of the request to {endpoint} {NOT_A_HEADER}; it comes from {source}"),
+        None,
+    )
+}
+
+/// ureq's message for a header it refuses quotes the whole header line: keep the name only.
+fn without_header_value(detail: String) -> String {
+    match detail.split_once("invalid header '") {
+        Some((before, line)) => {
+            let name = line.split(':').next().unwrap_or_default();
+            format!("{before}invalid header {name} (value not shown)")
+        }
+        None => detail,
+    }
+}
+
 fn transport_error(operation: &str, endpoint: &str, host: &str, cfg: &HttpConfig, t: &ureq::Transport) -> AwsError {
     let io_kind = t
         .source()
         .and_then(|s| s.downcast_ref::<io::Error>())
         .map(io::Error::kind);
-    let detail = t
-        .source()
-        .map(|s| s.to_string())
-        .or_else(|| t.message().map(str::to_string))
-        .unwrap_or_else(|| t.to_string());
+    let detail = without_header_value(
+        t.source()
+            .map(|s| s.to_string())
+            .or_else(|| t.message().map(str::to_string))
+            .unwrap_or_else(|| t.to_string()),
+    );
     let (kind, code, what) = match t.kind() {
         ureq::ErrorKind::Dns => (
             ErrorKind::Network,
@@ -672,6 +751,80 @@ mod tests {
         assert!(shown.contains("access key AKIDEXAMPLE from test"), "{shown}");
         assert!(!shown.contains(SECRET));
         assert!(!shown.contains("SESSIONTOKEN"));
+    }
+
+    #[test]
+    fn the_request_token_and_secret_are_redacted_from_service_messages() {
+        // The token and the secret where no header name announces them: only their values
+        // tell them apart.
+        let body =
+            format!("{{\"__type\":\"InvalidSignatureException\",\"message\":\"token SESSIONTOKEN, key {SECRET}\"}}");
+        let (ep, _rx) = one_shot("HTTP/1.1 400 Bad Request\r\n", &body);
+        let e = client(&ep).call("RunTask", &serde_json::json!({})).unwrap_err();
+        assert_eq!(e.code, "InvalidSignatureException");
+        let shown = e.to_string();
+        assert!(!shown.contains("SESSIONTOKEN") && !shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("access key AKIDEXAMPLE from test"), "{shown}");
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_a_header_is_named_never_quoted() {
+        for token in [
+            "SESSION\u{1}TOKEN-TAIL",
+            "SESSION\u{e9}TOKEN-TAIL",
+            "SESSION\nX-Evil: TOKEN-TAIL",
+        ] {
+            let creds: Arc<dyn CredentialSource> = Arc::new(StaticCredentials(Credentials::new(
+                "AKIDEXAMPLE",
+                SECRET,
+                Some(token.into()),
+                None,
+                "environment",
+            )));
+            let (ep, _rx) = one_shot("HTTP/1.1 200 OK\r\n", "{}");
+            let c = JsonClient::new(&ep, "us-east-1", "ecs", "P", creds, &HttpConfig::default()).unwrap();
+            let e = c.call("DescribeClusters", &serde_json::json!({})).unwrap_err();
+            let shown = e.to_string();
+            assert!(!shown.contains("TOKEN-TAIL") && !shown.contains("SESSION"), "{shown}");
+            assert!(
+                shown.contains("session token from environment") && shown.contains("HTTP header"),
+                "{shown}"
+            );
+            assert!(!e.is_transient(), "{shown}");
+        }
+    }
+
+    #[test]
+    fn exchange_refuses_header_values_it_cannot_send() {
+        let agent = local_agent(&HttpConfig::default());
+        let req = agent
+            .get("http://127.0.0.1:9/creds")
+            .set("authorization", "container-token\u{1}-TAIL");
+        let e = exchange(
+            req,
+            None,
+            "container credentials",
+            "http://127.0.0.1:9/creds",
+            &HttpConfig::default(),
+        )
+        .unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.contains("container-token") && !shown.contains("TAIL"), "{shown}");
+        assert!(shown.to_ascii_lowercase().contains("authorization"), "{shown}");
+    }
+
+    #[test]
+    fn endpoint_user_info_is_never_quoted() {
+        let e = JsonClient::new(
+            "http://user:pa55word@h",
+            "us-east-1",
+            "ecs",
+            "P",
+            creds(),
+            &HttpConfig::default(),
+        )
+        .unwrap_err();
+        assert!(!e.to_string().contains("pa55word"), "{e}");
     }
 
     #[test]

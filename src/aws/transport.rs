@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::error::{AwsError, ErrorKind};
 use super::http::HttpConfig;
+use crate::redact;
 
-/// Proxy settings, from the environment as curl and the AWS SDKs read them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+/// Proxy settings, from the environment as curl and the AWS SDKs read them. A proxy URL may
+/// hold a user name and password: `Debug` and every message show it without them.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct ProxySettings {
     /// For `https://` URLs (tunnelled with CONNECT).
     pub https: Option<String>,
@@ -22,6 +24,17 @@ pub struct ProxySettings {
     /// Hosts that bypass the proxy: exact names, domain suffixes (`.example.com` or
     /// `example.com`), IP addresses, `*` for all.
     pub no_proxy: Vec<String>,
+}
+
+impl std::fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |p: &Option<String>| p.as_deref().map(redact::url);
+        f.debug_struct("ProxySettings")
+            .field("https", &shown(&self.https))
+            .field("http", &shown(&self.http))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
 }
 
 impl ProxySettings {
@@ -125,13 +138,19 @@ impl Transport {
             } else {
                 format!("http://{p}")
             };
+            // Never the password: the URL as messages show it.
+            let shown = redact::url(p);
             if !with_scheme.starts_with("http://") {
                 return Err(config_error(format!(
-                    "proxy {p:?} is not an http:// proxy URL (HTTPS_PROXY / HTTP_PROXY); https:// and SOCKS proxies are not supported"
+                    "proxy {shown:?} is not an http:// proxy URL (HTTPS_PROXY / HTTP_PROXY); https:// and SOCKS proxies are not supported"
                 )));
             }
-            let proxy = ureq::Proxy::new(&with_scheme)
-                .map_err(|e| config_error(format!("proxy {p:?} (HTTPS_PROXY / HTTP_PROXY) is not usable: {e}")))?;
+            let proxy = ureq::Proxy::new(&with_scheme).map_err(|e| {
+                config_error(format!(
+                    "proxy {shown:?} (HTTPS_PROXY / HTTP_PROXY) is not usable: {}",
+                    redact::text(&e.to_string())
+                ))
+            })?;
             proxied.insert(p.clone(), builder().proxy(proxy).build());
         }
         Ok(Transport {
@@ -250,6 +269,24 @@ mod tests {
         let all = settings(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", "*")]);
         assert_eq!(all.proxy_for("https://anything/"), None);
         assert_eq!(settings(&[]).proxy_for("https://x/"), None);
+    }
+
+    #[test]
+    fn proxy_passwords_are_never_quoted() {
+        for proxy in [
+            "socks5://proxyuser:pr0xy-pa55@p:1080",
+            "https://proxyuser:pr0xy-pa55@p:3128",
+            "http://pr0xy-pa55@p:3128",
+        ] {
+            let mut s = HttpConfig::default();
+            s.proxy.https = Some(proxy.into());
+            let e = Transport::new(s.clone()).unwrap_err();
+            assert!(!e.to_string().contains("pr0xy-pa55"), "{e}");
+            assert!(e.message.contains("HTTPS_PROXY"), "{e}");
+            assert!(!format!("{s:?}").contains("pr0xy-pa55"), "{s:?}");
+        }
+        let p = settings(&[("HTTPS_PROXY", "proxyuser:pr0xy-pa55@p:3128")]);
+        assert!(!format!("{p:?}").contains("pr0xy-pa55"), "{p:?}");
     }
 
     #[test]
