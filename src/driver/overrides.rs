@@ -9,8 +9,24 @@ use crate::aws::ecs::{overrides_json, ContainerOverride, TaskOverride, MAX_OVERR
 use super::config::TaskSpec;
 
 /// Variables never copied into ECS: anyone with `ecs:DescribeTasks` (and CloudTrail) can read
-/// RunTask overrides, so tokens stay out of them.
-pub const WITHHELD_ENV: [&str; 2] = ["NOMAD_TOKEN", "VAULT_TOKEN"];
+/// RunTask overrides, so the tokens Nomad puts into a task's environment stay out of them
+/// (Nomad 1.10 to 2.0, `client/taskenv/env.go` and the task runner's hooks): the default
+/// workload identity's `NOMAD_TOKEN`, Vault's `VAULT_TOKEN`, and Consul's `CONSUL_TOKEN` and
+/// `CONSUL_HTTP_TOKEN` (consul and Connect native hooks)...
+pub const WITHHELD_ENV: [&str; 4] = ["NOMAD_TOKEN", "VAULT_TOKEN", "CONSUL_TOKEN", "CONSUL_HTTP_TOKEN"];
+
+/// ...and every other workload identity with `env = true`: `NOMAD_TOKEN_<identity name>`.
+pub const WITHHELD_ENV_PREFIX: &str = "NOMAD_TOKEN_";
+
+/// Is `name` one of the token variables that never go into RunTask?
+pub fn is_withheld(name: &str) -> bool {
+    WITHHELD_ENV.contains(&name) || name.starts_with(WITHHELD_ENV_PREFIX)
+}
+
+/// The part of the Nomad environment that may go to ECS.
+fn injectable(env: &BTreeMap<String, String>) -> impl Iterator<Item = (&String, &String)> {
+    env.iter().filter(|(k, _)| !is_withheld(k))
+}
 
 /// Why the overrides cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +37,7 @@ pub struct OverridesError {
 
 /// Does the task need the task definition's essential containers to build its overrides?
 pub fn needs_essential_containers(spec: &TaskSpec, env: &BTreeMap<String, String>) -> bool {
-    spec.inject_env && spec.env_containers.is_none() && !env.is_empty()
+    spec.inject_env && spec.env_containers.is_none() && injectable(env).next().is_some()
 }
 
 /// Builds the overrides. `essential`: the essential containers of the task definition (used
@@ -32,16 +48,12 @@ pub fn build(
     essential: &[String],
 ) -> Result<TaskOverride, OverridesError> {
     let mut containers: Vec<ContainerOverride> = spec.container_overrides.clone();
-    if spec.inject_env && !env.is_empty() {
+    let nomad_env: Vec<(String, String)> = injectable(env).map(|(k, v)| (k.clone(), v.clone())).collect();
+    if spec.inject_env && !nomad_env.is_empty() {
         let targets: Vec<String> = match &spec.env_containers {
             Some(names) => names.clone(),
             None => essential.to_vec(),
         };
-        let nomad_env: Vec<(String, String)> = env
-            .iter()
-            .filter(|(k, _)| !WITHHELD_ENV.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         for name in targets {
             match containers.iter_mut().find(|c| c.name == name) {
                 Some(explicit) => {
@@ -71,7 +83,7 @@ pub fn build(
     };
     let size = overrides_json(&overrides).to_string().len();
     if size > MAX_OVERRIDES_BYTES {
-        let env_bytes: usize = env.iter().map(|(k, v)| k.len() + v.len() + 22).sum();
+        let env_bytes: usize = nomad_env.iter().map(|(k, v)| k.len() + v.len() + 22).sum();
         return Err(OverridesError {
             field: "task.container_overrides",
             message: format!(
@@ -133,6 +145,37 @@ mod tests {
             !overrides_json(&o).to_string().contains("secret"),
             "tokens are withheld"
         );
+    }
+
+    #[test]
+    fn every_token_nomad_sets_is_withheld() {
+        let e = env(&[
+            ("NOMAD_ALLOC_ID", "a1"),
+            ("NOMAD_TOKEN", "default-identity-jwt"),
+            ("NOMAD_TOKEN_aws", "aws-identity-jwt"),
+            ("NOMAD_TOKEN_vault_default", "vault-identity-jwt"),
+            ("VAULT_TOKEN", "hvs.vault-token"),
+            ("CONSUL_TOKEN", "consul-token"),
+            ("CONSUL_HTTP_TOKEN", "consul-http-token"),
+            ("NOMAD_TOKENS_SEEN", "kept: not one of Nomad's token variables"),
+        ]);
+        let o = build(&TaskSpec::default(), &e, &["app".into()]).unwrap();
+        let names: Vec<&str> = o.container_overrides[0]
+            .environment
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(names, ["NOMAD_ALLOC_ID", "NOMAD_TOKENS_SEEN"]);
+        let shown = overrides_json(&o).to_string();
+        for secret in ["jwt", "token\"", "hvs."] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        // Only tokens: nothing to inject, so no essential containers to look up.
+        let only_tokens = env(&[("NOMAD_TOKEN_aws", "jwt"), ("CONSUL_HTTP_TOKEN", "t")]);
+        assert!(!needs_essential_containers(&TaskSpec::default(), &only_tokens));
+        assert!(build(&TaskSpec::default(), &only_tokens, &["app".into()])
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
