@@ -41,7 +41,7 @@ pub struct ApiSettings {
 impl fmt::Debug for ApiSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiSettings")
-            .field("address", &self.address)
+            .field("address", &crate::redact::url(&self.address))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_file", &self.token_file)
             .field("ca_file", &self.ca_file)
@@ -163,6 +163,8 @@ fn config_error(message: String) -> ApiError {
 pub struct NomadApi {
     settings: ApiSettings,
     agent: ureq::Agent,
+    /// `settings.address` without its user info, for messages.
+    shown_address: String,
 }
 
 impl fmt::Debug for NomadApi {
@@ -215,12 +217,18 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// Never the token, nor the user info of the address (or of any URL the detail quotes).
     fn error(&self, kind: ApiErrorKind, detail: impl fmt::Display) -> ApiError {
-        let mut message = format!("Nomad API {}: GET {}: {detail}", self.address, self.path);
-        if let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) {
-            message = message.replace(token, "<redacted>");
+        let message = format!(
+            "Nomad API {}: GET {}: {detail}",
+            crate::redact::url(self.address),
+            self.path
+        );
+        let token = self.token.as_deref().unwrap_or_default();
+        ApiError {
+            kind,
+            message: crate::redact::text(&crate::redact::values(&message, &[token])),
         }
-        ApiError { kind, message }
     }
 
     /// The error for a non-2xx answer (404s already handled by the caller).
@@ -278,16 +286,16 @@ impl NomadApi {
         settings.address = settings.address.trim().trim_end_matches('/').to_string();
         let lower = settings.address.to_ascii_lowercase();
         let rest = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://"));
+        // As messages show it: never a user name or password.
+        let shown = crate::redact::url(&settings.address);
         if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
             return Err(config_error(format!(
-                "nomad_address (or NOMAD_ADDR) {:?} is not an http:// or https:// URL with a host, e.g. {DEFAULT_ADDRESS}",
-                settings.address
+                "nomad_address (or NOMAD_ADDR) {shown:?} is not an http:// or https:// URL with a host, e.g. {DEFAULT_ADDRESS}"
             )));
         }
         if settings.address.contains(['?', '#']) {
             return Err(config_error(format!(
-                "nomad_address (or NOMAD_ADDR) {:?} must not hold a query or fragment",
-                settings.address
+                "nomad_address (or NOMAD_ADDR) {shown:?} must not hold a query or fragment"
             )));
         }
         if settings.timeout.is_zero() {
@@ -315,15 +323,20 @@ impl NomadApi {
             .request_url()
             .map_err(|e| {
                 config_error(format!(
-                    "nomad_address (or NOMAD_ADDR) {:?} is not a valid URL: {e}",
-                    settings.address
+                    "nomad_address (or NOMAD_ADDR) {shown:?} is not a valid URL: {}",
+                    crate::redact::text(&e.to_string())
                 ))
             })?;
-        Ok(NomadApi { settings, agent })
+        Ok(NomadApi {
+            shown_address: shown,
+            settings,
+            agent,
+        })
     }
 
+    /// The address as messages show it: without a user name or password.
     pub fn address(&self) -> &str {
-        &self.settings.address
+        &self.shown_address
     }
 
     /// GET /v1/allocation/<id>. `Ok(None)` on Nomad's 404 (garbage-collected or never
@@ -809,6 +822,34 @@ mod tests {
         let e = NomadApi::new(s).unwrap().allocation("x").unwrap_err();
         assert_eq!(e.kind, ApiErrorKind::Config);
         assert!(!e.to_string().contains("abc"), "{e}");
+    }
+
+    #[test]
+    fn the_address_user_info_is_never_quoted() {
+        let settings = |address: &str| {
+            ApiSettings::resolve(Some(address.into()), None, None, None, Duration::from_secs(1), &|_| {
+                None
+            })
+        };
+        for bad in ["ftp://nomaduser:n0mad-pa55@x", "http://nomaduser:n0mad-pa55@h:4646/?x"] {
+            let e = NomadApi::new(settings(bad)).unwrap_err();
+            assert!(!e.to_string().contains("n0mad-pa55"), "{e}");
+            assert!(e.to_string().contains("nomad_address"), "{e}");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s = settings(&format!("http://nomaduser:n0mad-pa55@127.0.0.1:{port}"));
+        assert!(!format!("{s:?}").contains("n0mad-pa55"), "{s:?}");
+        let api = NomadApi::new(s).unwrap();
+        assert!(!format!("{api:?}").contains("n0mad-pa55"));
+        assert!(!api.address().contains("n0mad-pa55"), "{}", api.address());
+        for e in [api.allocation("x").unwrap_err(), api.allocation("").unwrap_err()] {
+            assert!(!e.to_string().contains("n0mad-pa55"), "{e}");
+            assert!(e.to_string().contains("127.0.0.1"), "{e}");
+        }
     }
 
     #[test]
