@@ -19,6 +19,7 @@ pub mod ecs;
 pub mod error;
 pub mod http;
 pub mod logs;
+pub mod region;
 /// Retry with backoff for transient errors (written with the driver core).
 pub mod retry;
 pub mod sign;
