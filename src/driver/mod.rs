@@ -1,6 +1,7 @@
 //! The driver core: the task store, one thread per task, events, the shared status poller,
 //! and the rules of each driver operation. Plain Rust values in and out: no gRPC or HTTP types.
 
+pub mod alloc_fs;
 pub mod config;
 pub mod events;
 pub mod exit;
