@@ -1,6 +1,9 @@
 //! Container output in `nomad alloc logs`: the awslogs stream of each container is tailed from
 //! CloudWatch Logs (moto) into the task's stdout FIFO, lifecycle lines go to its stderr FIFO;
 //! a plugin restart resumes without repeating or losing lines; a missing reader blocks nothing.
+//! What the allocation's other tasks can plant under `alloc/` (a link at a FIFO's name, a linked
+//! `logs` directory) is refused with a task event, and a task definition's `awslogs-region`
+//! never names the host the plugin calls.
 
 mod support;
 
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use nomad_driver_ecs::proto::driver::TaskConfig;
 use serde_json::json;
+use support::connect_proxy::ConnectProxy;
 use support::cty::{self, Cty};
 use support::emulator::REGION;
 use support::host::{self, Launch, Plugin};
@@ -105,10 +109,21 @@ fn configure(p: &Plugin, endpoint: &str, cluster: &str, extra: Vec<(&str, Cty)>)
 }
 
 impl LogWorld {
-    fn task(&self, alloc: &str) -> TaskConfig {
+    /// A task laid out as Nomad lays it out, FIFOs not made yet: the allocation directory
+    /// `<dir>/<alloc>`, the shared `alloc/logs` with the FIFO paths, the task's own directory.
+    fn layout(&self, alloc: &str) -> TaskConfig {
         let mut cfg = host::task_config(alloc, "web", "a1b2c3d4", self.w.stanza());
-        cfg.stdout_path = self.dir.join(format!("{alloc}.stdout.fifo")).display().to_string();
-        cfg.stderr_path = self.dir.join(format!("{alloc}.stderr.fifo")).display().to_string();
+        let alloc_dir = self.dir.join(alloc);
+        std::fs::create_dir_all(alloc_dir.join("alloc/logs")).unwrap();
+        std::fs::create_dir_all(alloc_dir.join("web")).unwrap();
+        cfg.alloc_dir = alloc_dir.display().to_string();
+        cfg.stdout_path = alloc_dir.join("alloc/logs/.web.stdout.fifo").display().to_string();
+        cfg.stderr_path = alloc_dir.join("alloc/logs/.web.stderr.fifo").display().to_string();
+        cfg
+    }
+
+    fn task(&self, alloc: &str) -> TaskConfig {
+        let cfg = self.layout(alloc);
         mkfifo(Path::new(&cfg.stdout_path));
         mkfifo(Path::new(&cfg.stderr_path));
         cfg
@@ -173,7 +188,172 @@ fn container_output_reaches_stdout_and_a_restart_neither_repeats_nor_loses_lines
         (lw.w.emu.call_count("GetLogEvents") >= polls + 3).then_some(())
     });
     assert_eq!(out.lines().len(), 14);
+    // The positions were kept in the task's own directory, nothing beside the FIFOs.
+    let alloc_dir = Path::new(&cfg.alloc_dir);
+    assert!(alloc_dir.join("web/.nomad-driver-ecs-logpos.json").is_file());
+    let mut in_logs: Vec<String> = std::fs::read_dir(alloc_dir.join("alloc/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    in_logs.sort();
+    assert_eq!(in_logs, [".web.stderr.fifo", ".web.stdout.fifo"]);
     lw.w.plugin.stop_task(&cfg.id, Duration::from_secs(10), "").unwrap();
+}
+
+/// Lets a few status polls pass (the tail runs meanwhile).
+fn a_few_polls(w: &World) {
+    let polls = w.emu.call_count("DescribeTasks");
+    host::eventually(WAIT, "a few status polls", || {
+        (w.emu.call_count("DescribeTasks") >= polls + 3).then_some(())
+    });
+}
+
+#[test]
+fn links_planted_under_alloc_logs_are_refused_with_a_task_event_and_never_written() {
+    let lw = log_world("logs-links");
+    let events = lw.w.plugin.task_events();
+    // A host file outside the allocation directory, and a link to it at the stdout FIFO's name
+    // (as a co-located task with /alloc mounted read-write could plant).
+    let victim = lw.dir.join("crontab");
+    std::fs::write(&victim, "# the host's crontab\n").unwrap();
+    let alloc = "ffffffff-0000-4000-8000-000000000004";
+    let cfg = lw.layout(alloc);
+    std::os::unix::fs::symlink(&victim, &cfg.stdout_path).unwrap();
+    mkfifo(Path::new(&cfg.stderr_path));
+    let err = FifoReader::start(Path::new(&cfg.stderr_path));
+    lw.w.plugin.start_task(&cfg).expect("StartTask");
+    let stream = lw.stream_of("logs-links", alloc);
+    lw.put(&stream, &["* * * * * root /tmp/evil".to_string()]);
+    let ev = host::wait_event(&events, "is not a FIFO", WAIT);
+    assert_eq!(
+        ev.message,
+        format!(
+            "stdout path {} is not a FIFO (it is a symbolic link); the driver will not write the task's logs there",
+            cfg.stdout_path
+        )
+    );
+    assert_eq!(ev.task_id, cfg.id);
+    // Lifecycle lines still reach the (real) stderr FIFO, the refusal among them.
+    err.wait_for("the refusal on stderr", |l| {
+        l.iter().any(|x| x.contains("is not a FIFO"))
+    });
+    a_few_polls(&lw.w);
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "# the host's crontab\n",
+        "nothing written through the link"
+    );
+    assert!(std::fs::symlink_metadata(&cfg.stdout_path)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let alloc_dir = Path::new(&cfg.alloc_dir);
+    assert!(!Path::new(&format!("{}.nomad-driver-ecs.json", cfg.stdout_path)).exists());
+    assert!(!alloc_dir.join("web/.nomad-driver-ecs-logpos.json").exists());
+    lw.w.plugin.stop_task(&cfg.id, Duration::from_secs(10), "").unwrap();
+
+    // `alloc/logs` itself replaced by a link to a directory holding real FIFOs of the task's
+    // names, with readers: refused as well, nothing reaches them.
+    let alloc = "ffffffff-0000-4000-8000-000000000005";
+    let cfg = lw.layout(alloc);
+    let alloc_dir = PathBuf::from(&cfg.alloc_dir);
+    let elsewhere = lw.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    mkfifo(&elsewhere.join(".web.stdout.fifo"));
+    mkfifo(&elsewhere.join(".web.stderr.fifo"));
+    let out = FifoReader::start(&elsewhere.join(".web.stdout.fifo"));
+    let err = FifoReader::start(&elsewhere.join(".web.stderr.fifo"));
+    std::fs::remove_dir(alloc_dir.join("alloc/logs")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, alloc_dir.join("alloc/logs")).unwrap();
+    lw.w.plugin.start_task(&cfg).expect("StartTask");
+    let stream = lw.stream_of("logs-links", alloc);
+    lw.put(&stream, &["not for the link".to_string()]);
+    let refusals: Vec<String> = ["stdout", "stderr"]
+        .iter()
+        .map(|which| {
+            let path = alloc_dir.join(format!("alloc/logs/.web.{which}.fifo"));
+            format!(
+                "{which} path {} is refused: {} on the way is a symbolic link, not a directory",
+                path.display(),
+                alloc_dir.join("alloc/logs").display()
+            )
+        })
+        .collect();
+    let mut seen = Vec::new();
+    while !refusals.iter().all(|r| seen.iter().any(|m: &String| m.starts_with(r))) {
+        match events.recv_timeout(WAIT) {
+            Ok(Ok(ev)) => seen.push(ev.message),
+            other => panic!("no refusal of both FIFOs ({other:?}); events: {seen:?}"),
+        }
+    }
+    a_few_polls(&lw.w);
+    assert!(
+        out.lines().is_empty() && err.lines().is_empty(),
+        "nothing written through the link"
+    );
+    lw.w.plugin.stop_task(&cfg.id, Duration::from_secs(10), "").unwrap();
+}
+
+#[test]
+fn an_awslogs_region_that_is_not_a_region_names_no_host() {
+    // Every https request goes through a recording proxy, and no logs_endpoint is set: the
+    // region alone picks the CloudWatch Logs host, as in production.
+    let proxy = ConnectProxy::start();
+    let w = World::with_launch(
+        "logs-region",
+        Launch::test_credentials().with_env("HTTPS_PROXY", &proxy.url()),
+    );
+    let awslogs = |name: &str, region: &str| {
+        json!({"name": name, "essential": true, "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": GROUP, "awslogs-region": region, "awslogs-stream-prefix": "web"}}})
+    };
+    w.emu
+        .setup_with(json!({"region": REGION, "cluster": "logs-region", "containers": [
+            awslogs("evil", "evil.example.com/"),
+            awslogs("sneaky", "us-east-1.attacker.net"),
+            awslogs("good", REGION),
+        ]}));
+    w.plugin
+        .set_config(
+            cty::plugin_config_values(
+                Some(true),
+                Some("logs-region"),
+                Some(REGION),
+                Some(&w.emu.endpoint()),
+                Some(TEST_POLL),
+                vec![
+                    ("logs_poll_interval", cty::s("200ms")),
+                    ("request_timeout", cty::s("2s")),
+                    ("connect_timeout", cty::s("1s")),
+                ],
+            ),
+            true,
+        )
+        .expect("SetConfig");
+    let events = w.plugin.task_events();
+    let cfg = host::task_config("ffffffff-0000-4000-8000-000000000006", "web", "a1b2c3d4", w.stanza());
+    w.plugin.start_task(&cfg).expect("StartTask");
+    for (container, region) in [("evil", "evil.example.com/"), ("sneaky", "us-east-1.attacker.net")] {
+        let ev = host::wait_event(&events, &format!("container \"{container}\""), WAIT);
+        assert!(
+            ev.message
+                .contains(&format!("awslogs-region \"{region}\" is not a valid AWS region name")),
+            "{}",
+            ev.message
+        );
+    }
+    // The good container's stream is read (through the proxy) and read again after a failure;
+    // by then every stream has had its turn. Only the region's own endpoint was ever asked for.
+    let good = format!("CONNECT logs.{REGION}.amazonaws.com:443");
+    host::eventually(WAIT, "two reads of the good container's stream", || {
+        (proxy.seen().iter().filter(|l| l.starts_with(&good)).count() >= 2).then_some(())
+    });
+    let seen = proxy.seen();
+    assert!(
+        seen.iter().all(|l| l.starts_with(&good)),
+        "no request to a host the task definition named: {seen:?}"
+    );
+    w.plugin.stop_task(&cfg.id, Duration::from_secs(10), "").unwrap();
 }
 
 #[test]

@@ -255,6 +255,9 @@ pub struct TaskIdentity {
     pub node_id: String,
     pub stdout_path: String,
     pub stderr_path: String,
+    /// Nomad's allocation directory on the host (`<data_dir>/alloc/<alloc id>`; empty when Nomad
+    /// sent none). The log tail keeps its stream positions in the task's directory below it.
+    pub alloc_dir: String,
     /// NOMAD_ALLOC_INDEX: the allocation's slot in its task group.
     pub alloc_index: Option<u32>,
     /// A hash of the task's driver config (the msgpack Nomad sends): equal configs, equal hash.

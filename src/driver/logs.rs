@@ -6,14 +6,19 @@
 //! at most [`MAX_CALLS_PER_SEC`], each stream at most every `interval`). FIFOs are opened and
 //! written non-blocking from that thread only: a missing or slow reader never blocks a task's
 //! thread or an RPC; lines wait in a bounded buffer, and while it is full no more are fetched
-//! (nothing is lost, CloudWatch keeps them). The position in each stream is saved next to the
-//! stdout FIFO once the lines before it are written, so a restarted plugin resumes where the
-//! last one stopped, without repeating lines.
+//! (nothing is lost, CloudWatch keeps them). The position in each stream is saved in the task's
+//! own directory (`<alloc_dir>/<task>/`) once the lines before it are written, so a restarted
+//! plugin resumes where the last one stopped, without repeating lines.
+//!
+//! The FIFOs live in `<alloc_dir>/alloc/logs`, which the allocation's other tasks can write: they
+//! are opened with [`alloc_fs`](super::alloc_fs), never through a link and only when they are
+//! FIFOs. A path that is anything else is refused once, with a task event, and not written.
+//! Region names from task definitions (`awslogs-region`) are checked before they pick a host.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,9 +27,11 @@ use serde_json::{json, Value};
 
 use crate::aws::ecs::TaskDefinition;
 use crate::aws::logs::{From, LogsClient};
+use crate::aws::region::{is_valid_region, quoted};
 use crate::aws::timestamp;
 use crate::aws::{AwsError, ErrorKind};
 
+use super::alloc_fs::{self, FsError};
 use super::events::{EventBus, TaskEvent};
 
 /// Upper bound on GetLogEvents calls per second, all streams together (the account limit is 10
@@ -40,6 +47,12 @@ const REOPEN_EVERY: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_millis(100);
 /// With no task to tail, the thread only wakes this often.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// The file in the task's directory (`<alloc_dir>/<task>/`) that keeps its stream positions.
+pub const POSITION_FILE: &str = ".nomad-driver-ecs-logpos.json";
+/// A position file larger than this is ignored (read from the start instead).
+const POSITION_FILE_CAP: u64 = 1024 * 1024;
+/// What Nomad sends as both paths when the task's `logs { disabled = true }`.
+const DEV_NULL: &str = "/dev/null";
 
 /// One container's CloudWatch Logs stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +60,32 @@ pub struct LogSource {
     pub container: String,
     pub group: String,
     pub stream: String,
-    /// `awslogs-region`, when the group lives in another region than the task.
+    /// `awslogs-region`, when the group lives in another region than the task. Written by the
+    /// task definition's author: see [`source_region`] before it picks an endpoint.
     pub region: Option<String>,
+}
+
+/// The region whose CloudWatch Logs endpoint serves `source`: its `awslogs-region`, else the
+/// task's region. Only a well-formed region name may pick the endpoint's host; anything else is
+/// an error saying which container and what is wrong (the stream must then not be read).
+pub fn source_region(source: &LogSource, task_region: &str) -> Result<String, String> {
+    match &source.region {
+        Some(r) if is_valid_region(r) => Ok(r.clone()),
+        Some(r) => Err(format!(
+            "container {} of the task definition: awslogs-region {} is not a valid AWS region name \
+             (like \"us-east-1\"); its CloudWatch Logs stream is not tailed, fix awslogs-region in \
+             the task definition",
+            quoted(&source.container),
+            quoted(r)
+        )),
+        None if is_valid_region(task_region) => Ok(task_region.to_string()),
+        None => Err(format!(
+            "container {}: the task's region {} is not a valid AWS region name; its CloudWatch \
+             Logs stream is not tailed",
+            quoted(&source.container),
+            quoted(task_region)
+        )),
+    }
 }
 
 /// The awslogs streams of a task: containers with the `awslogs` driver and a stream prefix
@@ -82,39 +119,104 @@ pub struct Position {
     pub at_last_ts: u64,
 }
 
-/// The file that keeps the positions of a task's streams: beside the stdout FIFO.
-pub fn position_file(stdout_path: &str) -> PathBuf {
-    PathBuf::from(format!("{stdout_path}.nomad-driver-ecs.json"))
+/// Where a task's stream positions are kept: [`POSITION_FILE`] in the task's own directory on
+/// the host, `<alloc_dir>/<task>/`, which no task of the allocation can write (unlike
+/// `alloc/logs`, where the FIFOs are). Reached and written without following links
+/// ([`alloc_fs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionStore {
+    alloc_dir: PathBuf,
+    task: String,
+    /// After a failed save: the error (warned about once) and when to try again.
+    failed: Option<(String, Instant)>,
 }
 
-pub fn load_positions(path: &Path) -> HashMap<String, Position> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return HashMap::new();
-    };
-    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
-        log::warn!("ignoring unreadable log position file {}", path.display());
-        return HashMap::new();
-    };
-    v.get("streams")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(stream, p)| {
-                    (
-                        stream.clone(),
-                        Position {
-                            token: p.get("token").and_then(Value::as_str).map(str::to_string),
-                            last_ts: p.get("last_ts").and_then(Value::as_i64),
-                            at_last_ts: p.get("at_last_ts").and_then(Value::as_u64).unwrap_or(0),
-                        },
-                    )
-                })
-                .collect()
+impl PositionStore {
+    /// None when Nomad sent no allocation directory or task name: positions are not kept then.
+    pub fn new(alloc_dir: &str, task: &str) -> Option<PositionStore> {
+        (!alloc_dir.is_empty() && !task.is_empty()).then(|| PositionStore {
+            alloc_dir: PathBuf::from(alloc_dir),
+            task: task.to_string(),
+            failed: None,
         })
-        .unwrap_or_default()
+    }
+
+    /// `<alloc_dir>/<task>/.nomad-driver-ecs-logpos.json` (for messages and tests).
+    pub fn path(&self) -> PathBuf {
+        self.alloc_dir.join(&self.task).join(POSITION_FILE)
+    }
+
+    /// The saved positions; none when there is no file yet, or it is unusable (a warning says
+    /// why: not a regular file, larger than 1 MiB, not the JSON this driver writes).
+    pub fn load(&self) -> HashMap<String, Position> {
+        let read = alloc_fs::task_dir(&self.alloc_dir, &self.task)
+            .and_then(|dir| dir.read_bounded(OsStr::new(POSITION_FILE), POSITION_FILE_CAP));
+        match read {
+            Ok(bytes) => parse_positions(&bytes).unwrap_or_else(|| {
+                log::warn!("ignoring unreadable log position file {}", self.path().display());
+                HashMap::new()
+            }),
+            Err(FsError::Missing { .. }) => HashMap::new(),
+            Err(e) => {
+                log::warn!(
+                    "ignoring log position file {}: {e}; the streams are read from the start",
+                    self.path().display()
+                );
+                HashMap::new()
+            }
+        }
+    }
+
+    fn save(&self, positions: &BTreeMap<String, Position>) -> Result<(), FsError> {
+        alloc_fs::task_dir(&self.alloc_dir, &self.task)?
+            .replace_file(OsStr::new(POSITION_FILE), &encode_positions(positions))
+    }
+
+    /// Saves the positions unless a failed save is retried too soon. True when saved; a failure
+    /// is warned about when it differs from the last one.
+    fn save_when_due(&mut self, positions: &BTreeMap<String, Position>, task_id: &str) -> bool {
+        if self.failed.as_ref().is_some_and(|(_, at)| Instant::now() < *at) {
+            return false;
+        }
+        match self.save(positions) {
+            Ok(()) => {
+                self.failed = None;
+                true
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if self.failed.as_ref().map(|(m, _)| m) != Some(&msg) {
+                    log::warn!(task_id = task_id; "cannot save the log position to {}: {msg}", self.path().display());
+                }
+                self.failed = Some((msg, Instant::now() + REOPEN_EVERY));
+                false
+            }
+        }
+    }
 }
 
-fn save_positions(path: &Path, positions: &BTreeMap<String, Position>) -> std::io::Result<()> {
+/// The streams' positions from a position file; None if it is not one.
+fn parse_positions(bytes: &[u8]) -> Option<HashMap<String, Position>> {
+    let v = serde_json::from_slice::<Value>(bytes).ok()?;
+    let streams = v.get("streams")?.as_object()?;
+    Some(
+        streams
+            .iter()
+            .map(|(stream, p)| {
+                (
+                    stream.clone(),
+                    Position {
+                        token: p.get("token").and_then(Value::as_str).map(str::to_string),
+                        last_ts: p.get("last_ts").and_then(Value::as_i64),
+                        at_last_ts: p.get("at_last_ts").and_then(Value::as_u64).unwrap_or(0),
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+fn encode_positions(positions: &BTreeMap<String, Position>) -> Vec<u8> {
     let streams: serde_json::Map<String, Value> = positions
         .iter()
         .map(|(s, p)| {
@@ -124,35 +226,91 @@ fn save_positions(path: &Path, positions: &BTreeMap<String, Position>) -> std::i
             )
         })
         .collect();
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, json!({"version": 1, "streams": streams}).to_string())?;
-    std::fs::rename(&tmp, path)
+    json!({"version": 1, "streams": streams}).to_string().into_bytes()
 }
 
-/// A FIFO (or file) written without ever blocking.
+/// Which of a task's FIFOs a [`Writer`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Stdout,
+    Stderr,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Stdout => "stdout",
+            Which::Stderr => "stderr",
+        }
+    }
+
+    /// What the driver writes there, for messages.
+    fn carries(self) -> &'static str {
+        match self {
+            Which::Stdout => "the task's logs",
+            Which::Stderr => "the task's lifecycle lines",
+        }
+    }
+}
+
+/// Where a [`Writer`]'s bytes go.
+#[derive(Debug)]
+enum Sink {
+    /// The task's FIFO, below the allocation directory Nomad named (trusted; may be empty).
+    Fifo { path: PathBuf, alloc_dir: PathBuf },
+    /// Nowhere: no path, `/dev/null` (logs disabled) or a refused path.
+    Discard,
+}
+
+/// A task's FIFO, written without ever blocking, opened only when it is a FIFO
+/// ([`alloc_fs::open_fifo_for_write`]).
 struct Writer {
-    path: PathBuf,
+    which: Which,
+    sink: Sink,
     file: Option<File>,
     pending: Vec<u8>,
     next_open: Instant,
     cap: usize,
     dropped: u64,
+    /// Why the path was refused, until the tail has published it as a task event.
+    refusal: Option<String>,
+    /// The last error that may pass (logged when it changes, not every second).
+    last_error: Option<String>,
 }
 
 impl Writer {
-    fn new(path: &str, cap: usize) -> Writer {
+    fn new(which: Which, path: &str, alloc_dir: &str, cap: usize) -> Writer {
+        let sink = if path.is_empty() || path == DEV_NULL {
+            Sink::Discard
+        } else {
+            Sink::Fifo {
+                path: PathBuf::from(path),
+                alloc_dir: PathBuf::from(alloc_dir),
+            }
+        };
         Writer {
-            path: PathBuf::from(path),
+            which,
+            sink,
             file: None,
             pending: Vec::new(),
             next_open: Instant::now(),
             cap,
             dropped: 0,
+            refusal: None,
+            last_error: None,
         }
+    }
+
+    /// Nothing will ever be written (no path, logs disabled, or the path was refused).
+    fn discards(&self) -> bool {
+        matches!(self.sink, Sink::Discard)
     }
 
     /// Queues bytes; past the cap, the oldest whole lines go (counted in `dropped`).
     fn push(&mut self, bytes: &[u8]) {
+        if self.discards() {
+            return;
+        }
         self.pending.extend_from_slice(bytes);
         if self.pending.len() > self.cap {
             let excess = self.pending.len() - self.cap;
@@ -165,28 +323,44 @@ impl Writer {
         }
     }
 
+    /// Opens the FIFO when it is due (at most every second until it works). A path that is not
+    /// a FIFO, or is reached through a link, is refused for good: `refusal` says why.
+    fn open(&mut self) {
+        let Sink::Fifo { path, alloc_dir } = &self.sink else {
+            return;
+        };
+        if self.file.is_some() || Instant::now() < self.next_open {
+            return;
+        }
+        match alloc_fs::open_fifo_for_write(path, alloc_dir) {
+            Ok(f) => {
+                self.file = Some(f);
+                self.last_error = None;
+            }
+            // No FIFO yet, or no reader yet (logmon restarts): try again in a second.
+            Err(e) if e.is_not_ready() => self.next_open = Instant::now() + REOPEN_EVERY,
+            Err(e @ FsError::Io { .. }) => {
+                let msg = e.to_string();
+                if self.last_error.as_deref() != Some(msg.as_str()) {
+                    log::warn!(
+                        "cannot open the task's {} FIFO, trying again every second: {msg}",
+                        self.which.name()
+                    );
+                    self.last_error = Some(msg);
+                }
+                self.next_open = Instant::now() + REOPEN_EVERY;
+            }
+            Err(e) => {
+                self.refusal = Some(refusal(self.which, path, &e));
+                self.sink = Sink::Discard;
+                self.pending.clear();
+            }
+        }
+    }
+
     /// Writes what it can now. True when nothing is left pending.
     fn flush(&mut self) -> bool {
-        if self.pending.is_empty() {
-            return true;
-        }
-        if self.file.is_none() {
-            if Instant::now() < self.next_open || self.path.as_os_str().is_empty() {
-                return false;
-            }
-            // O_NONBLOCK: opening a FIFO without a reader fails (ENXIO) instead of waiting.
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&self.path)
-            {
-                Ok(f) => self.file = Some(f),
-                Err(_) => {
-                    self.next_open = Instant::now() + REOPEN_EVERY;
-                    return false;
-                }
-            }
-        }
+        self.open();
         while !self.pending.is_empty() {
             let Some(f) = self.file.as_mut() else { return false };
             match f.write(&self.pending) {
@@ -208,6 +382,22 @@ impl Writer {
     }
 }
 
+/// The task event for a refused FIFO path, in the operator's words.
+fn refusal(which: Which, path: &Path, e: &FsError) -> String {
+    let (name, carries, shown) = (which.name(), which.carries(), path.display());
+    match e {
+        FsError::WrongKind { at, found, .. } if at == path => {
+            format!("{name} path {shown} is not a FIFO (it is {found}); the driver will not write {carries} there")
+        }
+        FsError::WrongKind { at, found, expected } => format!(
+            "{name} path {shown} is refused: {} on the way is {found}, not {expected}; the driver will \
+             not write {carries} there",
+            at.display()
+        ),
+        other => format!("{name} path {shown} is refused ({other}); the driver will not write {carries} there"),
+    }
+}
+
 struct Stream {
     source: LogSource,
     client: Arc<LogsClient>,
@@ -223,19 +413,29 @@ struct Tailed {
     stdout: Writer,
     stderr: Writer,
     streams: Vec<Stream>,
-    position_path: Option<PathBuf>,
+    positions: Option<PositionStore>,
     saved: BTreeMap<String, Position>,
     stop_at: Option<Instant>,
+    notify: Notify,
 }
+
+/// Publishes a task event for one task (e.g. "stdout path ... is not a FIFO").
+pub type Notify = Arc<dyn Fn(String) + Send + Sync>;
 
 /// Registration of one task with the tail.
 pub struct Registration {
     pub task_id: String,
+    /// Nomad's task name: the task's directory `<alloc_dir>/<task name>` keeps the positions.
+    pub task_name: String,
+    /// Nomad's allocation directory (TaskConfig.alloc_dir); empty: positions are not kept.
+    pub alloc_dir: String,
     pub stdout_path: String,
     pub stderr_path: String,
     /// Each stream with the client for its region; empty: lifecycle lines only.
     pub streams: Vec<(LogSource, Arc<LogsClient>)>,
     pub interval: Duration,
+    /// Tells Nomad about a FIFO path that is refused (once per registration and path).
+    pub notify: Notify,
 }
 
 /// The tail: one thread for all tasks, started with the first task that needs it.
@@ -280,11 +480,22 @@ impl LogTail {
         if let Ok(mut i) = self.interval.lock() {
             *i = r.interval;
         }
-        let position_path = (!r.stdout_path.is_empty() && !r.streams.is_empty()).then(|| position_file(&r.stdout_path));
-        let saved: HashMap<String, Position> = position_path.as_deref().map(load_positions).unwrap_or_default();
+        let stdout = Writer::new(Which::Stdout, &r.stdout_path, &r.alloc_dir, STDOUT_BUFFER);
+        let stderr = Writer::new(Which::Stderr, &r.stderr_path, &r.alloc_dir, STDERR_BUFFER);
+        let mut sources = r.streams;
+        if stdout.discards() && !sources.is_empty() {
+            // Logs disabled (Nomad's /dev/null) or no path: nothing to read the streams for.
+            log::debug!(task_id = r.task_id.as_str(); "stdout path {:?}: not reading the task's CloudWatch Logs streams", r.stdout_path);
+            sources.clear();
+        }
+        let positions = if sources.is_empty() {
+            None
+        } else {
+            PositionStore::new(&r.alloc_dir, &r.task_name)
+        };
+        let saved: HashMap<String, Position> = positions.as_ref().map(PositionStore::load).unwrap_or_default();
         let now = Instant::now();
-        let streams = r
-            .streams
+        let streams = sources
             .into_iter()
             .map(|(source, client)| {
                 let pos = saved.get(&source.stream).cloned().unwrap_or_default();
@@ -302,12 +513,13 @@ impl LogTail {
         self.lock().insert(
             r.task_id,
             Tailed {
-                stdout: Writer::new(&r.stdout_path, STDOUT_BUFFER),
-                stderr: Writer::new(&r.stderr_path, STDERR_BUFFER),
+                stdout,
+                stderr,
                 streams,
-                position_path,
+                positions,
                 saved,
                 stop_at: None,
+                notify: r.notify,
             },
         );
     }
@@ -399,9 +611,22 @@ fn run(tail: std::sync::Weak<LogTail>, mut events: futures_channel::mpsc::Unboun
         // Write, save positions, let finished tasks go.
         let now = Instant::now();
         let mut done = Vec::new();
+        let mut refused: Vec<(Notify, String)> = Vec::new();
         for (id, t) in tail.lock().iter_mut() {
             t.stderr.flush();
-            if t.stdout.flush() {
+            let stdout_flushed = t.stdout.flush();
+            for w in [&mut t.stdout, &mut t.stderr] {
+                if let Some(why) = w.refusal.take() {
+                    log::warn!(task_id = id.as_str(); "{why}");
+                    refused.push((Arc::clone(&t.notify), why));
+                }
+            }
+            if t.stdout.discards() && !t.streams.is_empty() {
+                // The stdout path was refused: the streams have nowhere to go.
+                t.streams.clear();
+                t.positions = None;
+            }
+            if stdout_flushed {
                 for s in &mut t.streams {
                     s.written = s.fetched.clone();
                 }
@@ -411,12 +636,9 @@ fn run(tail: std::sync::Weak<LogTail>, mut events: futures_channel::mpsc::Unboun
                     .map(|s| (s.source.stream.clone(), s.written.clone()))
                     .collect();
                 if current != t.saved {
-                    if let Some(p) = &t.position_path {
-                        match save_positions(p, &current) {
-                            Ok(()) => t.saved = current,
-                            Err(e) => {
-                                log::warn!(task_id = id.as_str(); "cannot save the log position to {}: {e}", p.display())
-                            }
+                    if let Some(p) = &mut t.positions {
+                        if p.save_when_due(&current, id) {
+                            t.saved = current;
                         }
                     }
                 }
@@ -429,6 +651,9 @@ fn run(tail: std::sync::Weak<LogTail>, mut events: futures_channel::mpsc::Unboun
                 t.stdout.dropped = 0;
                 t.stderr.dropped = 0;
             }
+        }
+        for (notify, why) in refused {
+            notify(why);
         }
         for id in done {
             tail.remove(&id);
@@ -541,11 +766,16 @@ mod tests {
         );
     }
 
-    #[test]
-    fn positions_round_trip() {
-        let dir = std::env::temp_dir().join(format!("logpos-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("pos.json");
+    /// A fresh allocation directory: `<d>/alloc/logs` and the task directory `<d>/web`.
+    fn alloc_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("logs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("alloc/logs")).unwrap();
+        std::fs::create_dir_all(d.join("web")).unwrap();
+        d
+    }
+
+    fn some_positions() -> BTreeMap<String, Position> {
         let mut m = BTreeMap::new();
         m.insert(
             "web/app/1".to_string(),
@@ -555,17 +785,125 @@ mod tests {
                 at_last_ts: 2,
             },
         );
-        save_positions(&p, &m).unwrap();
-        let back: BTreeMap<String, Position> = load_positions(&p).into_iter().collect();
+        m
+    }
+
+    #[test]
+    fn positions_round_trip_in_the_task_directory() {
+        let d = alloc_dir("pos");
+        let store = PositionStore::new(d.to_str().unwrap(), "web").unwrap();
+        assert_eq!(store.path(), d.join("web").join(POSITION_FILE));
+        let m = some_positions();
+        store.save(&m).unwrap();
+        assert!(d.join("web").join(POSITION_FILE).is_file());
+        assert!(
+            std::fs::read_dir(d.join("alloc/logs")).unwrap().next().is_none(),
+            "nothing is written where tasks can write"
+        );
+        let back: BTreeMap<String, Position> = store.load().into_iter().collect();
         assert_eq!(back, m);
-        std::fs::write(&p, "garbage").unwrap();
-        assert!(load_positions(&p).is_empty());
-        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::write(store.path(), "garbage").unwrap();
+        assert!(store.load().is_empty());
+        assert!(
+            PositionStore::new("", "web").is_none(),
+            "no allocation directory: no positions"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn unsafe_or_huge_position_files_are_not_read() {
+        let d = alloc_dir("pos-unsafe");
+        let store = PositionStore::new(d.to_str().unwrap(), "web").unwrap();
+        // Linked to /dev/zero: never read (it would never end).
+        std::os::unix::fs::symlink("/dev/zero", store.path()).unwrap();
+        assert!(store.load().is_empty());
+        // Saving replaces the link, and never writes through it.
+        store.save(&some_positions()).unwrap();
+        assert!(std::fs::symlink_metadata(store.path()).unwrap().is_file());
+        assert_eq!(store.load().len(), 1);
+        // Larger than the cap: ignored.
+        let mut big = encode_positions(&some_positions());
+        big.extend(std::iter::repeat_n(b' ', POSITION_FILE_CAP as usize));
+        std::fs::write(store.path(), &big).unwrap();
+        assert!(store.load().is_empty());
+        // The task directory itself replaced by a link: neither read nor written.
+        let elsewhere = d.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::remove_dir_all(d.join("web")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, d.join("web")).unwrap();
+        assert!(store.save(&some_positions()).is_err());
+        assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_symlink_at_the_fifo_path_is_refused_once_and_nothing_written() {
+        let d = alloc_dir("refuse");
+        let victim = d.join("crontab");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let fifo = d.join("alloc/logs/.web.stdout.fifo");
+        std::os::unix::fs::symlink(&victim, &fifo).unwrap();
+        let mut w = Writer::new(Which::Stdout, fifo.to_str().unwrap(), d.to_str().unwrap(), 1024);
+        w.push(b"* * * * * root evil\n");
+        assert!(w.flush(), "refused: nothing left pending");
+        let why = w.refusal.take().expect("a refusal");
+        assert_eq!(
+            why,
+            format!(
+                "stdout path {} is not a FIFO (it is a symbolic link); the driver will not write the \
+                 task's logs there",
+                fifo.display()
+            )
+        );
+        assert!(w.discards());
+        w.push(b"more\n");
+        assert!(w.flush() && w.refusal.is_none(), "said once");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn dev_null_is_never_opened() {
+        let mut w = Writer::new(Which::Stdout, DEV_NULL, "", 1024);
+        assert!(w.discards());
+        w.push(b"x\n");
+        assert!(w.flush() && w.refusal.is_none() && w.file.is_none());
+    }
+
+    #[test]
+    fn only_a_valid_region_picks_the_logs_endpoint() {
+        let source = |region: Option<&str>| LogSource {
+            container: "app".into(),
+            group: "/ecs/web".into(),
+            stream: "web/app/1".into(),
+            region: region.map(str::to_string),
+        };
+        let endpoint =
+            |s: &LogSource| source_region(s, "us-east-1").map(|r| crate::aws::http::endpoint_for("logs", &r, false));
+        assert_eq!(endpoint(&source(None)).unwrap(), "https://logs.us-east-1.amazonaws.com");
+        assert_eq!(
+            endpoint(&source(Some("eu-west-1"))).unwrap(),
+            "https://logs.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            endpoint(&source(Some("cn-north-1"))).unwrap(),
+            "https://logs.cn-north-1.amazonaws.com.cn"
+        );
+        for bad in ["evil.example.com#", "us-east-1.attacker.net", "evil.example.com/", ""] {
+            let e = endpoint(&source(Some(bad))).unwrap_err();
+            assert!(e.contains("container \"app\""), "{e}");
+            assert!(e.contains(&format!("awslogs-region {}", quoted(bad))), "{e}");
+            assert!(e.contains("is not a valid AWS region name"), "{e}");
+        }
+        let e = source_region(&source(Some("x\n\u{1b}[2J")), "us-east-1").unwrap_err();
+        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "escaped: {e}");
+        assert!(source_region(&source(None), "bad.region/").is_err());
     }
 
     #[test]
     fn writer_buffers_without_a_reader_and_caps() {
-        let mut w = Writer::new("/nonexistent/dir/fifo", 10);
+        let mut w = Writer::new(Which::Stdout, "/nonexistent/dir/fifo", "", 10);
         w.push(b"aaaa\nbbbb\n");
         assert!(!w.flush(), "no reader: nothing written, nothing lost");
         assert_eq!(w.pending.len(), 10);

@@ -2,6 +2,7 @@
 //! and the rules of each driver operation. Plain Rust values in and out: no gRPC or HTTP types.
 
 pub mod alloc_fs;
+pub mod alloc_fs;
 pub mod config;
 pub mod events;
 pub mod exit;
@@ -798,7 +799,8 @@ impl Driver {
     }
 
     /// Tails the task's awslogs streams into its stdout FIFO (and its lifecycle lines into
-    /// the stderr FIFO).
+    /// the stderr FIFO). A container whose `awslogs-region` is not a region name is left out
+    /// (a task event says so): a task definition must never pick the host the plugin calls.
     fn start_log_tail(&self, entry: &TaskEntry, task_definition: &str, cfg: &DriverConfig) {
         let sources = match task::task_definition(&entry.client, task_definition, &self.shared) {
             Ok(def) => logs::sources(&def, &entry.state.task_arn),
@@ -810,7 +812,14 @@ impl Driver {
         let streams = sources
             .into_iter()
             .filter_map(|src| {
-                let region = src.region.clone().unwrap_or_else(|| entry.state.region.clone());
+                let region = match logs::source_region(&src, &entry.state.region) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        log::warn!(task_id = entry.identity.id.as_str(); "{why}");
+                        self.shared.events.publish(entry.event(why, BTreeMap::new()));
+                        return None;
+                    }
+                };
                 match self.logs_client(&region, cfg) {
                     Ok(c) => Some((src, c)),
                     Err(e) => {
@@ -820,13 +829,35 @@ impl Driver {
                 }
             })
             .collect();
+        // Refused FIFO paths become task events of this task (built when they happen).
+        let shared = Arc::downgrade(&self.shared);
+        let (task_id, alloc_id, task_name) = (
+            entry.identity.id.clone(),
+            entry.identity.alloc_id.clone(),
+            entry.identity.name.clone(),
+        );
+        let notify: logs::Notify = Arc::new(move |message: String| {
+            if let Some(shared) = shared.upgrade() {
+                shared.events.publish(TaskEvent {
+                    task_id: task_id.clone(),
+                    alloc_id: alloc_id.clone(),
+                    task_name: task_name.clone(),
+                    timestamp: SystemTime::now(),
+                    message,
+                    annotations: BTreeMap::new(),
+                });
+            }
+        });
         self.shared.logs.register(
             logs::Registration {
                 task_id: entry.identity.id.clone(),
+                task_name: entry.identity.name.clone(),
+                alloc_dir: entry.identity.alloc_dir.clone(),
                 stdout_path: entry.state.stdout_path.clone(),
                 stderr_path: entry.state.stderr_path.clone(),
                 streams,
                 interval: cfg.logs_poll_interval,
+                notify,
             },
             &self.shared.events,
         );

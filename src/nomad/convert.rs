@@ -75,6 +75,7 @@ pub fn identity(cfg: &pb::TaskConfig) -> TaskIdentity {
         node_id: cfg.node_id.clone(),
         stdout_path: cfg.stdout_path.clone(),
         stderr_path: cfg.stderr_path.clone(),
+        alloc_dir: cfg.alloc_dir.clone(),
         alloc_index: cfg.env.get("NOMAD_ALLOC_INDEX").and_then(|i| i.trim().parse().ok()),
         config_hash: config_hash(&cfg.msgpack_driver_config),
     }
