@@ -2,7 +2,6 @@
 //! and the rules of each driver operation. Plain Rust values in and out: no gRPC or HTTP types.
 
 pub mod alloc_fs;
-pub mod alloc_fs;
 pub mod config;
 pub mod events;
 pub mod exit;
