@@ -103,6 +103,9 @@ pub struct Allocation {
     /// `DesiredTransition.Migrate` is true. Nomad omits empty structures, so a missing
     /// `DesiredTransition` (or a null or missing `Migrate`) means false.
     pub migrate: bool,
+    /// `PreviousAllocation`: the allocation this one replaces (Nomad's scheduler sets it for
+    /// the replacement of a lost, drained or rescheduled allocation); empty when none.
+    pub previous_allocation: String,
 }
 
 impl Allocation {
@@ -110,6 +113,43 @@ impl Allocation {
     pub fn is_client_terminal(&self) -> bool {
         matches!(self.client_status.as_str(), "complete" | "failed" | "lost")
     }
+
+    /// The index in `Name` (`<job>.<group>[<index>]`), as NOMAD_ALLOC_INDEX gives it.
+    pub fn index(&self) -> Option<u32> {
+        let inner = self.name.strip_suffix(']')?;
+        let open = inner.rfind('[')?;
+        inner[open + 1..].parse().ok()
+    }
+}
+
+/// What `GET /v1/agent/self` says about the agent the plugin talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AgentSelf {
+    /// `config.Version` (e.g. "1.10.3").
+    pub version: Option<String>,
+    /// `config.Region`: the Nomad region of the agent.
+    pub region: Option<String>,
+    /// `stats.client.node_id`: set when the agent is a client (the plugin's own node).
+    pub node_id: Option<String>,
+}
+
+/// A node of `GET /v1/nodes`, with one driver's fingerprint as Nomad stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStub {
+    pub id: String,
+    /// initializing, ready, down, disconnected.
+    pub status: String,
+    /// `Drivers.<name>`: None when the node has no such driver.
+    pub driver: Option<DriverInfo>,
+}
+
+/// A driver's fingerprint on a node (`DriverInfo`): attributes are the fingerprint's,
+/// as strings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DriverInfo {
+    pub detected: bool,
+    pub healthy: bool,
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// A Nomad client node.
@@ -182,6 +222,7 @@ impl fmt::Debug for NomadApi {
 enum Resource {
     Allocation,
     Node,
+    Nodes,
     Agent,
 }
 
@@ -190,14 +231,14 @@ impl Resource {
         match self {
             Resource::Allocation => Some("alloc not found"),
             Resource::Node => Some("node not found"),
-            Resource::Agent => None,
+            Resource::Nodes | Resource::Agent => None,
         }
     }
 
     fn policy_hint(self) -> &'static str {
         match self {
             Resource::Allocation => "the token needs read access to the namespace (see README, Nomad ACL policy)",
-            Resource::Node => "the token needs node read access (see README, Nomad ACL policy)",
+            Resource::Node | Resource::Nodes => "the token needs node read access (see README, Nomad ACL policy)",
             Resource::Agent => "the token needs agent read access (see README, Nomad ACL policy)",
         }
     }
@@ -370,19 +411,38 @@ impl NomadApi {
         }
     }
 
-    /// GET /v1/agent/self → `config.Version` (e.g. "1.10.3", or "1.11.0-beta.1").
-    /// `Ok(None)` when the agent answers 403 "Permission denied" (reachable, but the token
-    /// lacks agent:read); `Err(Denied)` when it says "ACL token not found" (a wrong token).
-    pub fn agent_version(&self) -> Result<Option<String>, ApiError> {
+    /// GET /v1/agent/self: version, region and (for a client agent) its node id. A 403
+    /// "Permission denied" (the token lacks agent:read) gives everything `None`; a wrong token
+    /// is `Err(Denied)`.
+    pub fn agent_self(&self) -> Result<AgentSelf, ApiError> {
         let (call, answer) = self.get("/v1/agent/self".to_string())?;
         if answer.status == 403 && !is_unknown_token(&answer.body) {
-            return Ok(None);
+            return Ok(AgentSelf::default());
         }
         match self.check(&call, Resource::Agent, answer)? {
-            None => Ok(None),
-            Some(body) => decode_version(&body)
-                .map(Some)
-                .map_err(|e| call.error(ApiErrorKind::Decode, e)),
+            None => Ok(AgentSelf::default()),
+            Some(body) => decode_agent_self(&body).map_err(|e| call.error(ApiErrorKind::Decode, e)),
+        }
+    }
+
+    /// GET /v1/nodes with the nodes whose driver `driver` is detected (Nomad's server-side
+    /// filter, so that the answer stays small; a Nomad that refuses the filter is asked again
+    /// without it, and the answer is filtered here either way). One request per call.
+    pub fn nodes_with_driver(&self, driver: &str) -> Result<Vec<NodeStub>, ApiError> {
+        let filter = format!("Drivers.{driver}.Detected == true");
+        let (call, answer) = self.get(format!("/v1/nodes?filter={}", percent_encode(&filter)))?;
+        let (call, answer) = if matches!(answer.status, 400 | 500) {
+            log::debug!(
+                "Nomad API refused the node filter (HTTP {}); listing all nodes",
+                answer.status
+            );
+            self.get("/v1/nodes".to_string())?
+        } else {
+            (call, answer)
+        };
+        match self.check(&call, Resource::Nodes, answer)? {
+            None => Ok(Vec::new()),
+            Some(body) => decode_nodes(&body, driver).map_err(|e| call.error(ApiErrorKind::Decode, e)),
         }
     }
 
@@ -530,7 +590,74 @@ fn decode_allocation(body: &str) -> Result<Allocation, String> {
         client_status: req_str(&m, "ClientStatus")?,
         desired_status: s("DesiredStatus")?,
         migrate,
+        previous_allocation: s("PreviousAllocation")?,
     })
+}
+
+/// `GET /v1/agent/self`: `config.Version` (see [`decode_version`]), `config.Region`,
+/// `stats.client.node_id`.
+fn decode_agent_self(body: &str) -> Result<AgentSelf, String> {
+    let m = parse_object(body)?;
+    let config = match m.get("config") {
+        Some(Value::Object(c)) => c,
+        _ => return Err("field config is missing".to_string()),
+    };
+    let node_id = match m
+        .get("stats")
+        .and_then(|s| s.get("client"))
+        .and_then(|c| c.get("node_id"))
+    {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()).filter(|s| !s.is_empty()),
+        Some(other) => return Err(format!("field stats.client.node_id is not a string: {other}")),
+    };
+    Ok(AgentSelf {
+        version: Some(decode_version(body)?),
+        region: opt_str(config, "Region")
+            .map_err(|e| format!("config: {e}"))?
+            .filter(|r| !r.is_empty()),
+        node_id,
+    })
+}
+
+/// `GET /v1/nodes`: an array of node stubs, each with `Drivers.<driver>` when it has it.
+fn decode_nodes(body: &str, driver: &str) -> Result<Vec<NodeStub>, String> {
+    let list = match serde_json::from_str::<Value>(body) {
+        Ok(Value::Array(a)) => a,
+        Ok(_) => return Err(format!("the answer is not a JSON array: {}", one_line(body, 200))),
+        Err(e) => return Err(format!("the answer is not valid JSON ({e}): {}", one_line(body, 200))),
+    };
+    let mut nodes = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let Value::Object(n) = item else {
+            return Err(format!("node {i} is not a JSON object"));
+        };
+        let info = match n.get("Drivers").and_then(|d| d.get(driver)) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(d)) => {
+                let flag = |k: &str| d.get(k).and_then(Value::as_bool).unwrap_or(false);
+                let attributes = match d.get("Attributes") {
+                    Some(Value::Object(a)) => a
+                        .iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                        .collect(),
+                    _ => Default::default(),
+                };
+                Some(DriverInfo {
+                    detected: flag("Detected"),
+                    healthy: flag("Healthy"),
+                    attributes,
+                })
+            }
+            Some(other) => return Err(format!("node {i}: Drivers.{driver} is not an object: {other}")),
+        };
+        nodes.push(NodeStub {
+            id: req_str(n, "ID").map_err(|e| format!("node {i}: {e}"))?,
+            status: req_str(n, "Status").map_err(|e| format!("node {i}: {e}"))?,
+            driver: info,
+        });
+    }
+    Ok(nodes)
 }
 
 fn decode_node(body: &str) -> Result<Node, String> {
@@ -614,9 +741,11 @@ mod tests {
                 client_status: "running".into(),
                 desired_status: "run".into(),
                 migrate: false,
+                previous_allocation: String::new(),
             }
         );
         assert!(!a.is_client_terminal());
+        assert_eq!(a.index(), Some(0));
     }
 
     #[test]

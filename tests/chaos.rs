@@ -240,11 +240,20 @@ struct Ctx<'a> {
     stanza: &'a [u8],
 }
 
+/// The allocation index of the next lifecycle.
+static NEXT_INDEX: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// StartTask, repeated with the same config if the plugin died during the call.
 fn start(ctx: &Ctx, rng: &mut Rng) -> Option<Lifecycle> {
     let alloc = uuid(rng);
     let suffix = format!("{:08x}", rng.next_u64() as u32);
-    let cfg = host::task_config(&alloc, "app", &suffix, ctx.stanza.to_vec());
+    let mut cfg = host::task_config(&alloc, "app", &suffix, ctx.stanza.to_vec());
+    // Each lifecycle is an allocation of its own slot (a group with one index per lifecycle):
+    // the invariant below counts ECS tasks per slot (startedBy).
+    let index = NEXT_INDEX.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cfg.env.insert("NOMAD_ALLOC_INDEX".into(), index.to_string());
+    cfg.env
+        .insert("NOMAD_ALLOC_NAME".into(), format!("ecs-remote.ecs-remote[{index}]"));
     let mut lc = Lifecycle {
         cfg,
         handle: None,

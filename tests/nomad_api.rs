@@ -37,6 +37,7 @@ fn spec(id: &str, migrate: bool) -> AllocSpec {
         client_status: "running".into(),
         desired_status: "run".into(),
         migrate,
+        previous: String::new(),
     }
 }
 
@@ -106,7 +107,7 @@ fn wrong_and_missing_tokens() {
     for e in [
         api.allocation(ALLOC).unwrap_err(),
         api.node("node-1").unwrap_err(),
-        api.agent_version().unwrap_err(),
+        api.agent_self().unwrap_err(),
     ] {
         assert_eq!(e.kind, ApiErrorKind::Denied, "{e}");
         assert!(e.to_string().contains("ACL token not found"), "{e}");
@@ -122,8 +123,9 @@ fn wrong_and_missing_tokens() {
     let e = api.node("node-1").unwrap_err();
     assert_eq!(e.kind, ApiErrorKind::Denied, "{e}");
     assert!(e.to_string().contains("no token was sent"), "{e}");
-    // Reachable, but not allowed to read the agent.
-    assert_eq!(api.agent_version().unwrap(), None);
+    // Reachable, but not allowed to read the agent (or the node list).
+    assert_eq!(api.agent_self().unwrap(), Default::default());
+    assert_eq!(api.nodes_with_driver("ecs").unwrap_err().kind, ApiErrorKind::Denied);
     assert!(nomad
         .requests()
         .iter()
@@ -142,14 +144,39 @@ fn nodes_and_agent() {
     nomad.set_node("node-1", "down");
     assert_eq!(api.node("node-1").unwrap().unwrap().status, "down");
     assert_eq!(api.node("node-2").unwrap(), None);
-    assert_eq!(api.agent_version().unwrap().as_deref(), Some("1.10.3"));
+    // A server agent names no node; a client agent names its own.
+    let me = api.agent_self().unwrap();
+    assert_eq!(me.version.as_deref(), Some("1.10.3"));
+    assert_eq!(me.region.as_deref(), Some("global"));
+    assert_eq!(me.node_id, None);
+    let agent = client(&nomad.agent_url("node-7"), Some(TOKEN), None);
+    assert_eq!(agent.agent_self().unwrap().node_id.as_deref(), Some("node-7"));
+
+    // The node list, filtered by Nomad to the nodes whose ecs driver is detected, with the
+    // driver's attributes as the client stored them.
+    let mut fp = nomad_driver_ecs::proto::driver::FingerprintResponse::new();
+    fp.health = nomad_driver_ecs::proto::driver::fingerprint_response::HealthState::HEALTHY.into();
+    let mut attr = nomad_driver_ecs::proto::attribute::Attribute::new();
+    attr.set_string_val("scope-1".into());
+    fp.attributes.insert("driver.ecs.sweep_scope".into(), attr);
+    nomad.register_fingerprint("node-7", "ecs", &fp);
+    let nodes = api.nodes_with_driver("ecs").unwrap();
+    assert_eq!(nodes.len(), 1, "node-1 has no ecs driver: {nodes:?}");
+    let driver = nodes[0].driver.as_ref().expect("Drivers.ecs");
+    assert_eq!((nodes[0].id.as_str(), nodes[0].status.as_str()), ("node-7", "ready"));
+    assert!(driver.detected && driver.healthy);
+    assert_eq!(driver.attributes["driver.ecs.sweep_scope"], "scope-1");
+    assert!(nomad
+        .requests()
+        .iter()
+        .any(|r| r.path == "/v1/nodes?filter=Drivers.ecs.Detected%20%3D%3D%20true"));
 
     // Without ACLs, no token is needed (and none is sent).
     let open = NomadStandIn::start(None);
     open.put_alloc(spec(ALLOC, true));
     let api = client(&open.url(), None, None);
     assert!(api.allocation(ALLOC).unwrap().expect("found").migrate);
-    assert_eq!(api.agent_version().unwrap().as_deref(), Some("1.10.3"));
+    assert_eq!(api.agent_self().unwrap().version.as_deref(), Some("1.10.3"));
     assert!(open.requests().iter().all(|r| !r.headers.contains_key("x-nomad-token")));
 }
 
@@ -160,7 +187,7 @@ fn a_closed_port_is_unreachable() {
         listener.local_addr().unwrap().port()
     };
     let api = client(&format!("http://127.0.0.1:{port}"), Some(TOKEN), None);
-    for e in [api.allocation(ALLOC).unwrap_err(), api.agent_version().unwrap_err()] {
+    for e in [api.allocation(ALLOC).unwrap_err(), api.agent_self().unwrap_err()] {
         assert_eq!(e.kind, ApiErrorKind::Unreachable, "{e}");
         assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
         assert!(!e.to_string().contains(TOKEN), "{e}");

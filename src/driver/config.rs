@@ -21,6 +21,12 @@ pub const DEFAULT_DRAIN_HANDOFF_WINDOW: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// How long an ECS task's allocation must be terminal or gone before the sweep stops the task.
 pub const DEFAULT_REAP_GRACE: Duration = Duration::from_secs(15 * 60);
+/// The sweep's brake: a round that would stop more tasks than this stops none.
+pub const DEFAULT_REAP_MAX_STOP: u32 = 10;
+/// The sweep's brake: a round that would stop more than this share (in percent) of the
+/// driver's running tasks it looked at stops none (rounds that would stop 2 or fewer are
+/// exempt, so a small fleet's single orphan still goes).
+pub const DEFAULT_REAP_MAX_STOP_PERCENT: u32 = 20;
 
 /// Where and how the plugin reads Nomad's HTTP API (adoption, drains, reaping).
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -38,7 +44,7 @@ pub struct NomadApiConfig {
 impl std::fmt::Debug for NomadApiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NomadApiConfig")
-            .field("address", &self.address)
+            .field("address", &self.address.as_deref().map(crate::redact::url))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_file", &self.token_file)
             .field("ca_file", &self.ca_file)
@@ -60,6 +66,14 @@ pub struct HandoffConfig {
     pub reap_grace: Duration,
     /// `reap_dry_run`: log what the sweep would stop, stop nothing.
     pub reap_dry_run: bool,
+    /// `nomad_cluster`: the operator's name for this Nomad cluster, tagged on every task
+    /// (`nomad:cluster`). None: not named; the sweep then never reads a 404 as "gone".
+    pub nomad_cluster: Option<String>,
+    /// `reap_clusters`: ECS clusters the sweep covers besides the plugin's `cluster`.
+    pub reap_clusters: Vec<String>,
+    /// The brake: most tasks one round may stop, in number and in percent of those seen.
+    pub reap_max_stop: u32,
+    pub reap_max_stop_percent: u32,
 }
 
 impl Default for HandoffConfig {
@@ -72,6 +86,10 @@ impl Default for HandoffConfig {
             reap_interval: DEFAULT_REAP_INTERVAL,
             reap_grace: DEFAULT_REAP_GRACE,
             reap_dry_run: false,
+            nomad_cluster: None,
+            reap_clusters: Vec::new(),
+            reap_max_stop: DEFAULT_REAP_MAX_STOP,
+            reap_max_stop_percent: DEFAULT_REAP_MAX_STOP_PERCENT,
         }
     }
 }
@@ -260,6 +278,9 @@ pub struct TaskIdentity {
     pub alloc_dir: String,
     /// NOMAD_ALLOC_INDEX: the allocation's slot in its task group.
     pub alloc_index: Option<u32>,
+    /// NOMAD_REGION: the Nomad region the allocation runs in (part of the identity the driver
+    /// tags every ECS task with).
+    pub region: String,
     /// A hash of the task's driver config (the msgpack Nomad sends): equal configs, equal hash.
     pub config_hash: String,
 }

@@ -28,6 +28,7 @@ use crate::aws::retry::{with_retries, RetryPolicy};
 use crate::aws::sts::RoleRequest;
 use crate::aws::transport::ProxySettings;
 use crate::aws::{AwsError, ErrorKind};
+use crate::nomad_api::AgentSelf;
 
 use config::{DriverConfig, TaskIdentity, TaskSpec};
 use events::{EventBus, TaskEvent};
@@ -156,10 +157,24 @@ pub struct Driver {
     shared: Arc<Shared>,
     /// Nomad's HTTP API (adoption, drains, the sweep).
     nomad: handoff::NomadLink,
-    /// Orphans seen by the sweep, waiting out the grace time.
-    sightings: handoff::Sightings,
+    /// What the sweep did last (the fingerprint's `driver.ecs.sweep`).
+    sweep_status: Mutex<String>,
+    /// Set when a sweep round would have stopped too many tasks: no round runs again in this
+    /// process.
+    brake: Mutex<Option<Brake>>,
+    /// The Nomad node this plugin runs on, as the last task Nomad started or recovered says.
+    node_id: Mutex<Option<String>>,
     /// The sweep thread, started with the first SetConfig that asks for it.
     sweeper: std::sync::Once,
+}
+
+/// A held sweep: since when, and why. It holds for the life of the process: Nomad configures a
+/// plugin once per launch, so the operator releases it by restarting the Nomad agent (with
+/// new settings, or after stopping the orphans by hand).
+#[derive(Debug, Clone)]
+struct Brake {
+    since: SystemTime,
+    why: String,
 }
 
 /// What the credential source depends on in the plugin stanza.
@@ -197,7 +212,9 @@ impl Driver {
                 task_definitions: Mutex::new(HashMap::new()),
             }),
             nomad: handoff::NomadLink::default(),
-            sightings: handoff::Sightings::default(),
+            sweep_status: Mutex::new("not run yet".into()),
+            brake: Mutex::new(None),
+            node_id: Mutex::new(None),
             sweeper: std::sync::Once::new(),
         }
     }
@@ -214,6 +231,7 @@ impl Driver {
     /// turns it on (`self` must then be shared: the sweep holds a weak reference).
     pub fn set_config(&self, cfg: DriverConfig) {
         self.shared.poller.set_interval(cfg.poll_interval);
+
         if let Ok(mut c) = self.config.write() {
             *c = Some(cfg);
         }
@@ -349,11 +367,16 @@ impl Driver {
         attributes.insert("driver.ecs.version".into(), Attr::Str(env!("CARGO_PKG_VERSION").into()));
         let h = &cfg.handoff;
         let nomad_api = if h.adopt_lost || h.drain_handoff || !h.reap_interval.is_zero() {
-            self.nomad.get(&h.api).1
+            let link = self.nomad.get(&h.api);
+            if let Some(scope) = self.sweep_scope(&cfg, &region, &link.agent) {
+                attributes.insert("driver.ecs.sweep_scope".into(), Attr::Str(scope));
+            }
+            link.status
         } else {
             "not used (adopt_lost, drain_handoff and the sweep are off)".into()
         };
         attributes.insert("driver.ecs.nomad_api".into(), Attr::Str(nomad_api));
+        attributes.insert("driver.ecs.sweep".into(), Attr::Str(self.sweep_attribute(&cfg)));
         match self.credentials(&cfg).credentials() {
             // Where the credentials come from (never the key itself), so an operator can see
             // which provider of the chain won.
@@ -412,6 +435,7 @@ impl Driver {
                 "no AWS region: set region in the plugin config or AWS_REGION in the agent's environment".into(),
             )
         })?;
+        self.note_node(&identity);
         {
             let mut tasks = self.tasks();
             if tasks.contains_key(&identity.id) {
@@ -474,7 +498,7 @@ impl Driver {
             field: e.field.to_string(),
             message: e.message,
         })?;
-        let mut tags = identity_tags(identity);
+        let mut tags = identity_tags(identity, cfg_cluster_name(&self.config()));
         tags.extend(spec.tags.iter().cloned());
         let input = RunTaskInput {
             cluster: cluster.clone(),
@@ -679,7 +703,46 @@ impl Driver {
                 "this task's own ECS task, from an interrupted start".into(),
             ));
         }
-        if candidates.is_empty() {
+        // Only tasks of this plugin's Nomad cluster and region are ever looked at further.
+        let nomad = handoff::NomadIdentity {
+            cluster: h.nomad_cluster.clone(),
+            region: identity.region.clone(),
+        };
+        candidates.retain(|t| {
+            let theirs = handoff::NomadIdentity::of_task(t);
+            if theirs.as_ref() != Some(&nomad) {
+                log::info!(task_id = identity.id.as_str(); "not adopting running ECS task {} of this slot: it belongs to {}, not {nomad}", t.task_arn,
+                    theirs.map_or_else(|| "no Nomad cluster (no nomad:region tag)".to_string(), |n| n.to_string()));
+                return false;
+            }
+            true
+        });
+        if candidates.is_empty() || identity.region.is_empty() {
+            return None;
+        }
+        let Some(api) = self.nomad.get(&h.api).api else {
+            log::info!(task_id = identity.id.as_str(); "not looking for an ECS task to adopt: Nomad's API is unavailable");
+            return None;
+        };
+        // Nomad links a replacement to the allocation it replaces (PreviousAllocation, set by
+        // the scheduler for lost, drained and rescheduled allocations): only that allocation's
+        // task is adopted, and only when exactly one task claims it.
+        let previous = match api.allocation(&identity.alloc_id) {
+            Ok(Some(own)) => Some(own.previous_allocation).filter(|p| !p.is_empty()),
+            Ok(None) => None,
+            Err(e) => {
+                log::warn!(task_id = identity.id.as_str(); "cannot read allocation {} from Nomad, so not adopting: {e}", identity.alloc_id);
+                return None;
+            }
+        };
+        let claiming: Vec<&Task> = candidates
+            .iter()
+            .filter(|t| previous.is_some() && t.tag(handoff::TAG_ALLOC_ID) == previous.as_deref())
+            .collect();
+        if claiming.len() > 1 {
+            let arns: Vec<&str> = claiming.iter().map(|t| t.task_arn.as_str()).collect();
+            log::warn!(task_id = identity.id.as_str(); "not adopting: {} running ECS tasks claim allocation {} ({}); starting a new task, the sweep deals with the others",
+                claiming.len(), previous.as_deref().unwrap_or_default(), arns.join(", "));
             return None;
         }
         let td_arn = match with_retries(policy(), || {
@@ -691,39 +754,40 @@ impl Driver {
                 return None;
             }
         };
-        let api = self.nomad.get(&h.api).0;
         let replacement = handoff::Replacement {
             identity,
+            nomad: &nomad,
+            previous_allocation: previous.as_deref(),
             task_definition_arn: &td_arn,
-            adopt_lost: h.adopt_lost && api.is_some(),
-            adopt_drained: h.drain_handoff && api.is_some(),
+            adopt_lost: h.adopt_lost,
+            adopt_drained: h.drain_handoff,
         };
         for task in candidates {
             let now = SystemTime::now();
-            let handed_over = handoff::handoff_until(&task).is_some_and(|u| u > now);
             let old = task.tag(handoff::TAG_ALLOC_ID).unwrap_or_default().to_string();
-            let (alloc, node) = match (&api, handed_over || old.is_empty()) {
-                (Some(api), false) => {
-                    let alloc = api.allocation(&old);
-                    let node = match &alloc {
-                        Ok(Some(a))
-                            if matches!(a.client_status.as_str(), "running" | "pending") && !a.node_id.is_empty() =>
-                        {
-                            Some(api.node(&a.node_id))
-                        }
-                        _ => None,
-                    };
-                    (Some(alloc), node)
-                }
-                _ => (None, None),
+            // Nomad is asked only about the allocation this one replaces.
+            let (alloc, node) = if !old.is_empty() && previous.as_deref() == Some(old.as_str()) {
+                let alloc = api.allocation(&old);
+                let node = match &alloc {
+                    Ok(Some(a))
+                        if matches!(a.client_status.as_str(), "running" | "pending") && !a.node_id.is_empty() =>
+                    {
+                        Some(api.node(&a.node_id))
+                    }
+                    _ => None,
+                };
+                (Some(alloc), node)
+            } else {
+                (None, None)
             };
             match handoff::adoption_verdict(&task, &replacement, alloc.as_ref(), node.as_ref(), now) {
                 handoff::Verdict::Adopt(why) => match retag(
                     client,
                     &task.task_arn,
                     identity,
+                    h.nomad_cluster.as_deref(),
                     &old,
-                    task.tag(handoff::TAG_HANDOFF_UNTIL).is_some(),
+                    task.tag(handoff::TAG_HANDOFF_UNTIL).is_some() || task.tag(handoff::TAG_ORPHAN_SINCE).is_some(),
                 ) {
                     Ok(()) => return Some((task, why)),
                     Err(e) => {
@@ -901,6 +965,7 @@ impl Driver {
             ));
         }
         let state = TaskState::decode(driver_state).map_err(DriverError::BadHandle)?;
+        self.note_node(&identity);
         if self.tasks().contains_key(&identity.id) {
             return Ok(());
         }
@@ -932,7 +997,8 @@ impl Driver {
             .filter(|a| *a != identity.alloc_id && !identity.alloc_id.is_empty());
         let message = match previous {
             Some(old) => {
-                if let Err(e) = retag(&entry.client, &arn, &identity, &old, false) {
+                let cfg = self.config();
+                if let Err(e) = retag(&entry.client, &arn, &identity, cfg_cluster_name(&cfg), &old, true) {
                     log::warn!(task_id = identity.id.as_str(); "cannot re-tag ECS task {arn} to this allocation: {e}");
                 }
                 log::info!(task_id = identity.id.as_str(); "took over ECS task {arn} from allocation {old} (Nomad's handoff)");
@@ -945,6 +1011,14 @@ impl Driver {
             .publish(entry.event(message, [("task_arn".to_string(), arn)].into_iter().collect()));
         self.shared.poller.poke();
         Ok(())
+    }
+
+    /// Remembers the node Nomad runs this plugin on (TaskConfig.node_id, Nomad 1.6+), for the
+    /// sweep's election when `nomad_address` is not the local agent.
+    fn note_node(&self, identity: &TaskIdentity) {
+        if !identity.node_id.is_empty() {
+            *self.node_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(identity.node_id.clone());
+        }
     }
 
     fn tracked(&self, id: &str) -> Result<Arc<TaskEntry>, DriverError> {
@@ -1064,12 +1138,10 @@ impl Driver {
         if !h.drain_handoff || h.reap_interval.is_zero() || h.reap_dry_run {
             return false;
         }
-        let api = match self.nomad.get(&h.api) {
-            (Some(api), _) => api,
-            (None, status) => {
-                log::debug!(task_id = id; "no drain handoff check: Nomad API {status}");
-                return false;
-            }
+        let link = self.nomad.get(&h.api);
+        let Some(api) = link.api else {
+            log::debug!(task_id = id; "no drain handoff check: Nomad API {}", link.status);
+            return false;
         };
         match api.allocation(&entry.identity.alloc_id) {
             Ok(Some(a)) if a.migrate => {}
@@ -1096,11 +1168,59 @@ impl Driver {
         true
     }
 
-    /// One round of the orphan sweep: stops the running ECS tasks the driver started whose
-    /// allocation has been terminal in Nomad, or gone, for the grace time (only logs them in
-    /// dry-run mode). Tasks this plugin watches are left alone; so is everything when Nomad's
-    /// API cannot be read.
-    pub fn sweep(&self) {
+    /// The sweep's scope (the node attribute `driver.ecs.sweep_scope`): None while the sweep
+    /// is off or this plugin's Nomad identity is not known (Nomad's agent did not say its
+    /// region).
+    fn sweep_scope(&self, cfg: &DriverConfig, ecs_region: &str, agent: &AgentSelf) -> Option<String> {
+        let h = &cfg.handoff;
+        if h.reap_interval.is_zero() {
+            return None;
+        }
+        let nomad = handoff::NomadIdentity {
+            cluster: h.nomad_cluster.clone(),
+            region: agent.region.clone()?,
+        };
+        Some(handoff::sweep_scope(&nomad, ecs_region, &sweep_clusters(cfg)))
+    }
+
+    /// The fingerprint's `driver.ecs.sweep`: off, held by the brake, or what the last round did.
+    fn sweep_attribute(&self, cfg: &DriverConfig) -> String {
+        let h = &cfg.handoff;
+        if h.reap_interval.is_zero() {
+            return "off (reap_interval = 0)".into();
+        }
+        if let Some(b) = self.brake.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return format!(
+                "braked since {}: {}; nothing is stopped until the Nomad agent (and with it the plugin) restarts",
+                crate::aws::timestamp::format(b.since),
+                b.why
+            );
+        }
+        let status = self.sweep_status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if h.reap_dry_run {
+            format!("dry run; {status}")
+        } else {
+            status
+        }
+    }
+
+    fn set_sweep_status(&self, status: impl Into<String>) {
+        let status = status.into();
+        log::debug!("orphan sweep: {status}");
+        *self.sweep_status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    /// One round of the orphan sweep (`round` numbers it; see [`handoff::next_round`]).
+    ///
+    /// Every client with the plugin runs this each round, but only one sweeps: the clients
+    /// whose plugin has the same sweep scope elect one per round from Nomad's node list, so the
+    /// load on Nomad and ECS does not grow with the number of clients. The sweeper lists the
+    /// running ECS tasks of the clusters the operator configured, keeps those of its own Nomad
+    /// cluster and region that no local task watches, and stops those whose allocation has
+    /// been over in Nomad (or gone, when the cluster is named) for the grace time — unless the
+    /// round would stop too many (the brake). A client that cannot find itself in Nomad's node
+    /// list (a wrong `nomad_address`) never sweeps.
+    pub fn sweep(&self, round: u64) {
         let Some(cfg) = self.config().filter(|c| c.enabled) else {
             return;
         };
@@ -1108,38 +1228,115 @@ impl Driver {
         if h.reap_interval.is_zero() {
             return;
         }
-        let api = match self.nomad.get(&h.api) {
-            (Some(api), _) => api,
-            (None, status) => {
-                log::debug!("orphan sweep skipped: Nomad API {status}");
-                return;
-            }
+        if let Some(b) = self.brake.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            log::warn!(
+                "orphan sweep braked since {}: {}; restart the Nomad agent to release it",
+                crate::aws::timestamp::format(b.since),
+                b.why
+            );
+            return;
+        }
+        let link = self.nomad.get(&h.api);
+        let Some(api) = link.api else {
+            self.set_sweep_status(format!("skipped: Nomad API {}", link.status));
+            log::debug!("orphan sweep skipped: Nomad API {}", link.status);
+            return;
         };
         let Some(region) = self.region(&cfg) else { return };
-        let endpoint = ecs_endpoint(&cfg, &region);
-        let client = match self.client(&region, endpoint.as_deref()) {
-            Ok(c) => c,
+        let Some(scope) = self.sweep_scope(&cfg, &region, &link.agent) else {
+            self.set_sweep_status("skipped: Nomad's agent does not say its region (the Nomad token needs agent:read)");
+            return;
+        };
+        let Some(nomad_region) = link.agent.region.clone() else {
+            return;
+        };
+        let me = link
+            .agent
+            .node_id
+            .clone()
+            .or_else(|| self.node_id.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        let Some(me) = me else {
+            self.set_sweep_status(
+                "skipped: this node's id is unknown (nomad_address is not this client's agent, and Nomad has started no task here yet)",
+            );
+            return;
+        };
+        // The election: the ready nodes whose ecs driver is healthy with the same scope.
+        let nodes = match api.nodes_with_driver(crate::nomad::server::DRIVER_NAME) {
+            Ok(n) => n,
             Err(e) => {
-                log::warn!("orphan sweep skipped: {e}");
+                self.set_sweep_status(format!("skipped: cannot list Nomad's nodes: {e}"));
                 return;
             }
         };
-        let mut clusters = std::collections::BTreeSet::from([cfg.cluster.clone()]);
-        let mut watched = std::collections::HashSet::new();
-        for slot in self.tasks().values() {
-            if let Slot::Tracked(e) = slot {
-                watched.insert(e.state.task_arn.clone());
-                if e.state.region == region && e.state.endpoint == endpoint {
-                    clusters.insert(e.state.cluster.clone());
-                }
-            }
+        let eligible: Vec<&str> = nodes
+            .iter()
+            .filter(|n| {
+                n.status == "ready"
+                    && n.driver.as_ref().is_some_and(|d| {
+                        d.detected
+                            && d.healthy
+                            && d.attributes.get("driver.ecs.sweep_scope").map(String::as_str) == Some(scope.as_str())
+                    })
+            })
+            .map(|n| n.id.as_str())
+            .collect();
+        if !eligible.contains(&me.as_str()) {
+            self.set_sweep_status(format!(
+                "standing by: Nomad at {} does not list this node ({me}) as ready with a healthy ecs driver of the \
+                 same sweep scope; if it never does, check nomad_address",
+                api.address()
+            ));
+            return;
         }
+        let winner = handoff::elected(round, eligible.iter().copied()).unwrap_or_default();
+        if winner != me {
+            self.set_sweep_status(format!(
+                "standing by: node {winner} sweeps round {round} ({} nodes share the scope {scope})",
+                eligible.len()
+            ));
+            return;
+        }
+        let nomad = handoff::NomadIdentity {
+            cluster: h.nomad_cluster.clone(),
+            region: nomad_region,
+        };
+        self.sweep_as_elected(&cfg, &region, &api, &nomad, round);
+    }
+
+    /// The elected client's round: see [`Driver::sweep`].
+    fn sweep_as_elected(
+        &self,
+        cfg: &DriverConfig,
+        region: &str,
+        api: &crate::nomad_api::NomadApi,
+        nomad: &handoff::NomadIdentity,
+        round: u64,
+    ) {
+        let h = &cfg.handoff;
+        let endpoint = ecs_endpoint(cfg, region);
+        let client = match self.client(region, endpoint.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.set_sweep_status(format!("round {round} skipped: {e}"));
+                return;
+            }
+        };
+        let watched: std::collections::HashSet<String> = self
+            .tasks()
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Tracked(e) => Some(e.state.task_arn.clone()),
+                Slot::Starting => None,
+            })
+            .collect();
         let policy = || RetryPolicy::within(SWEEP_CALL_DEADLINE);
-        let mut present = std::collections::HashSet::new();
         // One read per allocation per round, however many of its tasks are listed.
         let mut allocs = HashMap::new();
-        let (mut seen, mut stopped) = (0usize, 0usize);
-        for cluster in clusters {
+        let mut seen = 0usize;
+        let mut stop: Vec<(String, String, String)> = Vec::new();
+        let now = SystemTime::now();
+        for cluster in sweep_clusters(cfg) {
             let input = ListTasksInput {
                 cluster: cluster.clone(),
                 desired_status: Some("RUNNING".into()),
@@ -1163,55 +1360,96 @@ impl Driver {
                 for t in tasks {
                     if t.tag(TAG_MANAGED_BY) != Some(MANAGED_BY)
                         || t.desired_status != "RUNNING"
-                        || watched.contains(&t.task_arn)
+                        || handoff::NomadIdentity::of_task(&t).as_ref() != Some(nomad)
                     {
+                        continue;
+                    }
+                    seen += 1;
+                    if watched.contains(&t.task_arn) {
                         continue;
                     }
                     let Some(alloc_id) = t.tag(handoff::TAG_ALLOC_ID) else {
                         continue;
                     };
-                    seen += 1;
-                    present.insert(t.task_arn.clone());
                     let alloc = allocs
                         .entry(alloc_id.to_string())
                         .or_insert_with(|| api.allocation(alloc_id));
-                    let why = match handoff::sweep_verdict(&t, alloc, SystemTime::now()) {
+                    let why = match handoff::sweep_verdict(&t, alloc, nomad.cluster.is_some(), now) {
                         handoff::Sweep::Keep => {
-                            self.sightings.forget(&t.task_arn);
+                            if handoff::orphan_since(&t).is_some() {
+                                let keys = [handoff::TAG_ORPHAN_SINCE.to_string()];
+                                if let Err(e) = with_retries(policy(), || client.untag_resource(&t.task_arn, &keys)) {
+                                    log::debug!("orphan sweep: cannot clear the orphan mark of {}: {e}", t.task_arn);
+                                }
+                            }
                             continue;
                         }
                         handoff::Sweep::Wait | handoff::Sweep::Unknown => continue,
-                        handoff::Sweep::Orphan(why) => {
-                            if !self.sightings.orphan_for(&t.task_arn, h.reap_grace, Instant::now()) {
-                                log::debug!(
-                                    "orphan sweep: ECS task {} will be stopped after {:?}: {why}",
-                                    t.task_arn,
-                                    h.reap_grace
-                                );
-                                continue;
+                        handoff::Sweep::Orphan(why) => match handoff::orphan_since(&t) {
+                            Some(since) if now.duration_since(since).unwrap_or_default() >= h.reap_grace => why,
+                            Some(_) => continue,
+                            None => {
+                                // First sighting: mark the task, so that whichever client sweeps
+                                // later counts the grace time from now.
+                                // Rounded up to the second: the whole-second tag never cuts the
+                                // grace time short.
+                                let tag = [handoff::unix_time_tag(
+                                    handoff::TAG_ORPHAN_SINCE,
+                                    now + Duration::from_millis(999),
+                                )];
+                                match with_retries(policy(), || client.tag_resource(&t.task_arn, &tag)) {
+                                    Ok(()) => {
+                                        log::info!(task_arn = t.task_arn.as_str(); "orphan sweep: ECS task {} will be stopped after {:?}: {why}", t.task_arn, h.reap_grace)
+                                    }
+                                    Err(e) => log::warn!(
+                                        "orphan sweep: cannot mark ECS task {} as an orphan: {e}",
+                                        t.task_arn
+                                    ),
+                                }
+                                if !h.reap_grace.is_zero() {
+                                    continue;
+                                }
+                                why
                             }
-                            why
-                        }
+                        },
                         handoff::Sweep::Expired(why) => why,
                     };
-                    if h.reap_dry_run {
-                        log::info!(task_arn = t.task_arn.as_str(); "orphan sweep (dry run): would stop ECS task {}: {why}", t.task_arn);
-                        continue;
-                    }
-                    let reason = format!("Stopped by nomad-driver-ecs's orphan sweep: {why}");
-                    match with_retries(policy(), || client.stop_task(&cluster, &t.task_arn, &reason)) {
-                        Ok(_) => {
-                            stopped += 1;
-                            self.sightings.forget(&t.task_arn);
-                            log::info!(task_arn = t.task_arn.as_str(); "orphan sweep stopped ECS task {}: {why}", t.task_arn);
-                        }
-                        Err(e) => log::warn!("orphan sweep: cannot stop ECS task {}: {e}", t.task_arn),
-                    }
+                    stop.push((cluster.clone(), t.task_arn.clone(), why));
                 }
             }
         }
-        self.sightings.retain(&present);
-        log::debug!("orphan sweep: {seen} unwatched ECS tasks of this driver looked at, {stopped} stopped");
+        if let Some(why) = handoff::brake(stop.len(), seen, h.reap_max_stop, h.reap_max_stop_percent) {
+            let arns: Vec<&str> = stop.iter().take(20).map(|(_, arn, _)| arn.as_str()).collect();
+            log::error!(
+                "orphan sweep braked: {why} of {nomad}; nothing was stopped, and no round runs until the Nomad agent restarts. \
+                 Check that nomad_address points at this cluster's Nomad and that nomad_cluster is right; if these really are orphans, \
+                 stop them by hand, or raise reap_max_stop / reap_max_stop_percent, and restart the agent. First tasks: {}",
+                arns.join(", ")
+            );
+            *self.brake.lock().unwrap_or_else(|p| p.into_inner()) = Some(Brake {
+                since: SystemTime::now(),
+                why,
+            });
+            return;
+        }
+        let mut stopped = 0usize;
+        for (cluster, arn, why) in &stop {
+            if h.reap_dry_run {
+                log::info!(task_arn = arn.as_str(); "orphan sweep (dry run): would stop ECS task {arn}: {why}");
+                continue;
+            }
+            let reason = format!("Stopped by nomad-driver-ecs's orphan sweep: {why}");
+            match with_retries(policy(), || client.stop_task(cluster, arn, &reason)) {
+                Ok(_) => {
+                    stopped += 1;
+                    log::info!(task_arn = arn.as_str(); "orphan sweep stopped ECS task {arn}: {why}");
+                }
+                Err(e) => log::warn!("orphan sweep: cannot stop ECS task {arn}: {e}"),
+            }
+        }
+        self.set_sweep_status(format!(
+            "round {round} swept by this node: {seen} running ECS tasks of {nomad} looked at, {stopped} stopped"
+        ));
     }
 
     /// DestroyTask: forget the task; with `force` stop a still-running ECS task first.
@@ -1268,24 +1506,37 @@ impl Driver {
     }
 }
 
-/// The sweep thread: a round every `reap_interval` (±20%), for as long as the driver lives.
+/// The sweep thread: a round every `reap_interval` (rounds are slices of unix time, the same
+/// on every client), for as long as the driver lives.
 fn sweep_loop(driver: std::sync::Weak<Driver>) {
     loop {
         let interval = match driver.upgrade() {
             Some(d) => d.config().map(|c| c.handoff.reap_interval).unwrap_or_default(),
             None => return,
         };
-        let wait = if interval.is_zero() {
-            Duration::from_secs(5)
-        } else {
-            handoff::jittered(interval)
-        };
+        if interval.is_zero() {
+            std::thread::sleep(Duration::from_secs(5));
+            continue;
+        }
+        let (round, wait) = handoff::next_round(interval, SystemTime::now());
         std::thread::sleep(wait);
         match driver.upgrade() {
-            Some(d) => d.sweep(),
+            Some(d) => d.sweep(round),
             None => return,
         }
     }
+}
+
+/// The ECS clusters the sweep covers: the plugin's `cluster` and the operator's
+/// `reap_clusters`, never a cluster only a job names.
+fn sweep_clusters(cfg: &DriverConfig) -> Vec<String> {
+    let mut clusters = vec![cfg.cluster.clone()];
+    for c in &cfg.handoff.reap_clusters {
+        if !clusters.contains(c) {
+            clusters.push(c.clone());
+        }
+    }
+    clusters
 }
 
 /// Tags ECS task `arn` with `identity` (and the allocation it came from), and removes its drain
@@ -1294,17 +1545,21 @@ fn retag(
     client: &EcsClient,
     arn: &str,
     identity: &TaskIdentity,
+    nomad_cluster: Option<&str>,
     old_alloc: &str,
     clear_handoff: bool,
 ) -> Result<(), AwsError> {
-    let mut tags = identity_tags(identity);
+    let mut tags = identity_tags(identity, nomad_cluster);
     if !old_alloc.is_empty() && old_alloc != identity.alloc_id {
         tags.push((handoff::TAG_ADOPTED_FROM.to_string(), old_alloc.to_string()));
     }
     let policy = || RetryPolicy::within(ADOPTION_LOOKUP_DEADLINE);
     with_retries(policy(), || client.tag_resource(arn, &tags))?;
     if clear_handoff {
-        let keys = [handoff::TAG_HANDOFF_UNTIL.to_string()];
+        let keys = [
+            handoff::TAG_HANDOFF_UNTIL.to_string(),
+            handoff::TAG_ORPHAN_SINCE.to_string(),
+        ];
         if let Err(e) = with_retries(policy(), || client.untag_resource(arn, &keys)) {
             log::warn!(task_id = identity.id.as_str(); "adopted ECS task {arn} keeps its drain handoff tag ({e}); harmless");
         }
@@ -1415,10 +1670,39 @@ pub const TAG_MANAGED_BY: &str = "nomad:managed-by";
 pub const MANAGED_BY: &str = "nomad-driver-ecs";
 const MAX_TAG_VALUE: usize = 256;
 
+/// Every tag key the driver may put on an ECS task: the identity tags of [`identity_tags`],
+/// and those a drain handoff, an adoption or the sweep add later.
+pub const DRIVER_TAG_KEYS: [&str; 16] = [
+    TAG_MANAGED_BY,
+    "nomad:namespace",
+    "nomad:job-id",
+    "nomad:task-group",
+    "nomad:task",
+    handoff::TAG_ALLOC_ID,
+    handoff::TAG_ALLOC_INDEX,
+    "nomad:node-id",
+    handoff::TAG_TASK_ID,
+    handoff::TAG_CONFIG_HASH,
+    handoff::TAG_SLOT,
+    handoff::TAG_REGION,
+    handoff::TAG_CLUSTER,
+    handoff::TAG_HANDOFF_UNTIL,
+    handoff::TAG_ADOPTED_FROM,
+    handoff::TAG_ORPHAN_SINCE,
+];
+/// How many of ECS's 50 tags per task the driver keeps for itself.
+pub const MAX_DRIVER_TAGS: usize = DRIVER_TAG_KEYS.len();
+
+/// The operator's `nomad_cluster`, when the plugin is configured and names one.
+fn cfg_cluster_name(cfg: &Option<DriverConfig>) -> Option<&str> {
+    cfg.as_ref().and_then(|c| c.handoff.nomad_cluster.as_deref())
+}
+
 /// The Nomad identity as ECS tags on every task the driver starts, so the task can be traced
-/// back to its allocation (and found again by a reconciler). Empty values are left out; values
-/// are limited to the characters and length ECS accepts.
-pub fn identity_tags(identity: &TaskIdentity) -> Vec<(String, String)> {
+/// back to its allocation and to the Nomad cluster and region that started it (and found
+/// again by a reconciler). Empty values are left out; values are limited to the characters
+/// and length ECS accepts.
+pub fn identity_tags(identity: &TaskIdentity, nomad_cluster: Option<&str>) -> Vec<(String, String)> {
     let clean = |v: &str| -> String {
         let s: String = v
             .chars()
@@ -1446,6 +1730,8 @@ pub fn identity_tags(identity: &TaskIdentity) -> Vec<(String, String)> {
         (handoff::TAG_TASK_ID, identity.id.as_str()),
         (handoff::TAG_CONFIG_HASH, identity.config_hash.as_str()),
         (handoff::TAG_SLOT, slot.as_str()),
+        (handoff::TAG_REGION, identity.region.as_str()),
+        (handoff::TAG_CLUSTER, nomad_cluster.unwrap_or_default()),
     ]
     .into_iter()
     .filter(|(_, v)| !v.is_empty())
@@ -1514,7 +1800,7 @@ mod tests {
             node_id: String::new(),
             ..Default::default()
         };
-        let tags = identity_tags(&id);
+        let tags = identity_tags(&id, Some("prod"));
         let get = |k: &str| tags.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         assert_eq!(get(TAG_MANAGED_BY), Some("nomad-driver-ecs"));
         assert_eq!(get("nomad:alloc-id"), Some("a-1"));
@@ -1524,12 +1810,14 @@ mod tests {
             "characters ECS refuses are replaced"
         );
         assert_eq!(get("nomad:node-id"), None, "empty values are left out");
+        assert_eq!(get("nomad:cluster"), Some("prod"));
+        assert_eq!(get("nomad:region"), None, "no NOMAD_REGION, no region tag");
         let long = TaskIdentity {
             job_id: "j".repeat(300),
             ..id
         };
         assert_eq!(
-            identity_tags(&long)
+            identity_tags(&long, None)
                 .iter()
                 .find(|(k, _)| k == "nomad:job-id")
                 .unwrap()
@@ -1537,6 +1825,36 @@ mod tests {
                 .len(),
             256
         );
+    }
+
+    #[test]
+    fn every_tag_the_driver_adds_is_counted() {
+        let full = TaskIdentity {
+            id: "a-1/web/x".into(),
+            alloc_id: "a-1".into(),
+            name: "web".into(),
+            namespace: "default".into(),
+            job_id: "j".into(),
+            task_group: "g".into(),
+            node_id: "n".into(),
+            alloc_index: Some(0),
+            config_hash: "h".into(),
+            region: "global".into(),
+            ..Default::default()
+        };
+        let mut keys: Vec<String> = identity_tags(&full, Some("prod")).into_iter().map(|(k, _)| k).collect();
+        keys.extend(
+            [
+                handoff::TAG_HANDOFF_UNTIL,
+                handoff::TAG_ADOPTED_FROM,
+                handoff::TAG_ORPHAN_SINCE,
+            ]
+            .map(String::from),
+        );
+        keys.sort();
+        let mut counted: Vec<String> = DRIVER_TAG_KEYS.iter().map(|k| k.to_string()).collect();
+        counted.sort();
+        assert_eq!(keys, counted);
     }
 
     #[test]

@@ -7,12 +7,14 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::aws::ecs::MAX_TAGS_PER_RESOURCE;
 use crate::driver::config::{
     CapacityProviderStrategyItem, ContainerOverride, DriverConfig, HandoffConfig, LaunchType, NomadApiConfig,
     Placement, TaskSpec, VpcConfig, DEFAULT_ADDRESS_TIMEOUT, DEFAULT_CLUSTER, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DRAIN_HANDOFF_WINDOW, DEFAULT_LOGS_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DEFAULT_REAP_GRACE,
-    DEFAULT_REAP_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_REAP_INTERVAL, DEFAULT_REAP_MAX_STOP, DEFAULT_REAP_MAX_STOP_PERCENT, DEFAULT_REQUEST_TIMEOUT,
 };
+use crate::driver::MAX_DRIVER_TAGS;
 
 use super::msgpack::{self, Value};
 
@@ -195,7 +197,10 @@ fn validate_endpoint(url: &str) -> Result<()> {
     } else {
         Err(ConfigError::new(
             "endpoint",
-            format!("{url:?} is not an http(s) URL; use e.g. \"https://ecs.us-east-1.amazonaws.com\" or a VPC endpoint URL, or leave it unset"),
+            format!(
+                "{:?} is not an http(s) URL; use e.g. \"https://ecs.us-east-1.amazonaws.com\" or a VPC endpoint URL, or leave it unset",
+                crate::redact::url(url)
+            ),
         ))
     }
 }
@@ -354,7 +359,10 @@ fn decode_handoff(obj: &Value) -> Result<HandoffConfig> {
         validate_endpoint(a).map_err(|_| {
             ConfigError::new(
                 "nomad_address",
-                format!("{a:?} is not an http(s) URL of a Nomad agent; use e.g. \"http://127.0.0.1:4646\", or leave it unset for NOMAD_ADDR"),
+                format!(
+                    "{:?} is not an http(s) URL of a Nomad agent; use e.g. \"http://127.0.0.1:4646\", or leave it unset for NOMAD_ADDR",
+                    crate::redact::url(a)
+                ),
             )
         })?;
     }
@@ -398,7 +406,61 @@ fn decode_handoff(obj: &Value) -> Result<HandoffConfig> {
         )?,
         reap_grace: duration("reap_grace", DEFAULT_REAP_GRACE, Duration::ZERO, 7 * day, false, "15m")?,
         reap_dry_run: opt_bool(obj, "", "reap_dry_run")?.unwrap_or(false),
+        nomad_cluster: nomad_cluster_name(obj)?,
+        reap_clusters: reap_clusters(obj)?,
+        reap_max_stop: opt_count(obj, "reap_max_stop", DEFAULT_REAP_MAX_STOP, 1..=10_000)?,
+        reap_max_stop_percent: opt_count(obj, "reap_max_stop_percent", DEFAULT_REAP_MAX_STOP_PERCENT, 1..=100)?,
     })
+}
+
+/// `nomad_cluster`: a name ECS accepts as a tag value and an operator recognises.
+fn nomad_cluster_name(obj: &Value) -> Result<Option<String>> {
+    let name = trimmed(opt_string(obj, "", "nomad_cluster")?);
+    if let Some(n) = &name {
+        let ok = n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !ok {
+            return Err(ConfigError::new(
+                "nomad_cluster",
+                "must be 1 to 64 letters, digits, '-', '_' or '.' (a name for this Nomad cluster, the same on every \
+                 client of the cluster and different from any other Nomad cluster that shares the ECS clusters)",
+            ));
+        }
+    }
+    Ok(name)
+}
+
+/// `reap_clusters`: more ECS clusters (names or ARNs) for the sweep.
+fn reap_clusters(obj: &Value) -> Result<Vec<String>> {
+    let list = opt_string_list(obj, "", "reap_clusters")?.unwrap_or_default();
+    let mut out: Vec<String> = Vec::new();
+    for (i, c) in list.iter().enumerate() {
+        let c = c.trim();
+        if c.is_empty() || c.len() > 2048 || c.chars().any(|ch| ch.is_control() || ch.is_whitespace()) {
+            return Err(ConfigError::new(
+                format!("reap_clusters[{i}]"),
+                "must be an ECS cluster name or ARN",
+            ));
+        }
+        if !out.iter().any(|o| o == c) {
+            out.push(c.to_string());
+        }
+    }
+    if out.len() > 100 {
+        return Err(ConfigError::new("reap_clusters", "at most 100 clusters"));
+    }
+    Ok(out)
+}
+
+/// A whole-number option within `range`.
+fn opt_count(obj: &Value, key: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32> {
+    match opt_number(obj, "", key)? {
+        None => Ok(default),
+        Some(n) if n.fract() == 0.0 && n >= f64::from(*range.start()) && n <= f64::from(*range.end()) => Ok(n as u32),
+        Some(n) => Err(ConfigError::new(
+            key,
+            format!("{n} is not a whole number from {} to {}", range.start(), range.end()),
+        )),
+    }
 }
 
 /// A duration option within `range` (`off`: zero is allowed too, and turns the feature off).
@@ -680,12 +742,15 @@ fn decode_run_task_options(task: &Value, spec: &mut TaskSpec) -> Result<()> {
             ));
         }
     }
-    // ECS allows 50 tags per task; the driver adds up to 8 identity tags.
-    if spec.tags.len() > 42 {
+    // ECS allows 50 tags per task, and the driver puts up to MAX_DRIVER_TAGS of its own on it
+    // (identity at RunTask, more on a drain handoff or an adoption).
+    let max_job_tags = MAX_TAGS_PER_RESOURCE - MAX_DRIVER_TAGS;
+    if spec.tags.len() > max_job_tags {
         return Err(ConfigError::new(
             "task.tags",
             format!(
-                "{} tags given; at most 42 (ECS allows 50 and the driver adds its own)",
+                "{} tags given; at most {max_job_tags}: ECS allows {MAX_TAGS_PER_RESOURCE} per task and the driver \
+                 keeps {MAX_DRIVER_TAGS} for the nomad: identity tags it adds itself",
                 spec.tags.len()
             ),
         ));
@@ -721,6 +786,23 @@ fn decode_run_task_options(task: &Value, spec: &mut TaskSpec) -> Result<()> {
         return Err(ConfigError::new(
             "task.placement_constraints",
             "placement constraints and strategies apply to EC2 tasks only; remove them or use launch_type = \"EC2\"",
+        ));
+    }
+    // Fargate's capacity providers run no EC2 instances either: ECS refuses placement for them.
+    if let Some(fargate) = spec
+        .capacity_provider_strategy
+        .iter()
+        .find(|c| matches!(c.capacity_provider.as_str(), "FARGATE" | "FARGATE_SPOT"))
+        .filter(|_| placement_needs_ec2)
+    {
+        return Err(ConfigError::new(
+            "task.placement_constraints",
+            format!(
+                "placement constraints and strategies apply to EC2 tasks only, and capacity_provider_strategy names \
+                 the Fargate provider {:?}; remove them, or use only capacity providers backed by EC2 Auto Scaling \
+                 groups",
+                fargate.capacity_provider
+            ),
         ));
     }
     spec.group = opt_text(task, P, "group", 255)?;
@@ -869,7 +951,12 @@ mod tests {
             M::O(entries) => {
                 let mut sorted: Vec<_> = entries.iter().collect();
                 sorted.sort_by_key(|(k, _)| *k);
-                out.push(0x80 | sorted.len() as u8);
+                if sorted.len() < 16 {
+                    out.push(0x80 | sorted.len() as u8);
+                } else {
+                    out.push(0xde);
+                    out.extend_from_slice(&(sorted.len() as u16).to_be_bytes());
+                }
                 for (k, v) in sorted {
                     enc(&M::S(k), out);
                     enc(v, out);
@@ -982,6 +1069,63 @@ mod tests {
         assert_eq!(spec.container_overrides[0].memory, Some(512));
         assert!(!spec.inject_env);
         assert!(task_with(vec![]).unwrap().inject_env, "on by default");
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_their_password() {
+        for key in ["endpoint", "nomad_address", "sts_endpoint", "logs_endpoint"] {
+            let e = decode_plugin_config(&bytes(M::O(vec![(key, M::S("ftp://user:hunter2-pw@x"))]))).unwrap_err();
+            assert_eq!(e.field, key);
+            assert!(!e.message.contains("hunter2-pw"), "{e}");
+        }
+    }
+
+    #[test]
+    fn job_tags_leave_room_for_every_tag_the_driver_adds() {
+        let tags = |n: usize| {
+            let entries: Vec<(&'static str, M<'static>)> = (0..n)
+                .map(|i| (&*Box::leak(format!("k{i:02}").into_boxed_str()), M::S("v")))
+                .collect();
+            task_with(vec![("tags", M::O(entries))])
+        };
+        let room = MAX_TAGS_PER_RESOURCE - MAX_DRIVER_TAGS;
+        assert_eq!(room, 34);
+        assert_eq!(tags(room).unwrap().tags.len(), room);
+        // 42 was accepted before, with 8 driver tags assumed; the driver adds up to 16.
+        for n in [room + 1, 42] {
+            let e = tags(n).unwrap_err();
+            assert_eq!(e.field, "task.tags");
+            assert!(e.message.contains(&format!("at most {room}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn placement_is_refused_with_fargate_capacity_providers() {
+        let with = |provider: &'static str| {
+            task_with(vec![
+                (
+                    "capacity_provider_strategy",
+                    M::L(vec![M::O(vec![
+                        ("capacity_provider", M::S(provider)),
+                        ("weight", M::I(1)),
+                    ])]),
+                ),
+                (
+                    "placement_strategy",
+                    M::L(vec![M::O(vec![
+                        ("type", M::S("spread")),
+                        ("field", M::S("attribute:ecs.availability-zone")),
+                    ])]),
+                ),
+            ])
+        };
+        for fargate in ["FARGATE", "FARGATE_SPOT"] {
+            let e = with(fargate).unwrap_err();
+            assert_eq!(e.field, "task.placement_constraints");
+            assert!(e.message.contains(fargate), "{e}");
+        }
+        // A capacity provider of an EC2 Auto Scaling group takes placement.
+        assert_eq!(with("my-asg-provider").unwrap().placement_strategy.len(), 1);
     }
 
     #[test]

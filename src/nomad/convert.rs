@@ -77,6 +77,11 @@ pub fn identity(cfg: &pb::TaskConfig) -> TaskIdentity {
         stderr_path: cfg.stderr_path.clone(),
         alloc_dir: cfg.alloc_dir.clone(),
         alloc_index: cfg.env.get("NOMAD_ALLOC_INDEX").and_then(|i| i.trim().parse().ok()),
+        region: cfg
+            .env
+            .get("NOMAD_REGION")
+            .map(|r| r.trim().to_string())
+            .unwrap_or_default(),
         config_hash: config_hash(&cfg.msgpack_driver_config),
     }
 }

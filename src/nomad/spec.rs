@@ -97,6 +97,10 @@ pub fn plugin_config_spec() -> Spec {
         ("reap_interval", attr("reap_interval", "string")),
         ("reap_grace", attr("reap_grace", "string")),
         ("reap_dry_run", with_default(attr("reap_dry_run", "bool"), "false")),
+        ("nomad_cluster", attr("nomad_cluster", "string")),
+        ("reap_clusters", attr("reap_clusters", "list(string)")),
+        ("reap_max_stop", attr("reap_max_stop", "number")),
+        ("reap_max_stop_percent", attr("reap_max_stop_percent", "number")),
     ])
 }
 
@@ -255,13 +259,17 @@ mod tests {
                 "logs_poll_interval",
                 "nomad_address",
                 "nomad_ca_file",
+                "nomad_cluster",
                 "nomad_token",
                 "nomad_token_file",
                 "poll_interval",
                 "profile",
+                "reap_clusters",
                 "reap_dry_run",
                 "reap_grace",
                 "reap_interval",
+                "reap_max_stop",
+                "reap_max_stop_percent",
                 "region",
                 "request_timeout",
                 "role_arn",

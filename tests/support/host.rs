@@ -542,10 +542,27 @@ pub fn task_config(alloc_id: &str, task: &str, suffix: &str, driver_config: Vec<
     c.alloc_dir = format!("/tmp/nomad/alloc/{alloc_id}");
     c.stdout_path = format!("/tmp/nomad/alloc/{alloc_id}/alloc/logs/.{task}.stdout.fifo");
     c.stderr_path = format!("/tmp/nomad/alloc/{alloc_id}/alloc/logs/.{task}.stderr.fifo");
+    // The variables Nomad's task environment always carries (client/taskenv/env.go at v1.10.0,
+    // `Builder.buildEnv`); the job is "ecs-remote", group "ecs-remote", index 0, in region
+    // "global" and datacenter "dc1" (Nomad's defaults). Tests of other slots change
+    // NOMAD_ALLOC_INDEX / NOMAD_ALLOC_NAME.
+    let short = alloc_id.get(..8).unwrap_or(alloc_id);
+    let alloc_name = "ecs-remote.ecs-remote[0]";
     let env: HashMap<String, String> = [
+        ("NOMAD_ALLOC_DIR", "/alloc"),
+        ("NOMAD_TASK_DIR", "/local"),
+        ("NOMAD_SECRETS_DIR", "/secrets"),
         ("NOMAD_ALLOC_ID", alloc_id),
+        ("NOMAD_SHORT_ALLOC_ID", short),
+        ("NOMAD_ALLOC_NAME", alloc_name),
+        ("NOMAD_GROUP_NAME", "ecs-remote"),
+        ("NOMAD_ALLOC_INDEX", "0"),
         ("NOMAD_TASK_NAME", task),
+        ("NOMAD_JOB_ID", "ecs-remote"),
         ("NOMAD_JOB_NAME", "ecs-remote"),
+        ("NOMAD_DC", "dc1"),
+        ("NOMAD_NAMESPACE", "default"),
+        ("NOMAD_REGION", "global"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
