@@ -35,5 +35,7 @@ plugin "nomad-driver-ecs" {
     enabled = true
     cluster = "nomad-remote-driver-demo"
     region  = "us-east-1"
+    # This Nomad cluster's name on its ECS tasks: sweep and adoption leave other clusters' tasks alone.
+    nomad_cluster = "demo"
   }
 }
