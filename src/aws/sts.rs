@@ -70,6 +70,8 @@ impl StsClient {
         if let Some(id) = &req.external_id {
             params.push(("ExternalId", id.clone()));
         }
+        // A caller token that cannot be a header is named by its provider, never quoted.
+        http::check_sendable(caller).map_err(|e| e.with_operation("STS AssumeRole"))?;
         let body = form_encode(&params);
         let url = format!("{}/", self.endpoint);
         let host = host_header(&url).unwrap_or_default();
@@ -212,6 +214,28 @@ mod tests {
     /// The fuzz input tests/fuzz/seeds/aws_error_body/crash-sts-secret-is-element-name.bin: a
     /// SecretAccessKey outside any Credentials element. The message names the missing element
     /// (a fixed text), never the body's secret.
+    #[test]
+    fn a_caller_token_that_cannot_be_a_header_is_named_not_quoted() {
+        let sts = StsClient::new("http://127.0.0.1:9", "us-east-1", &HttpConfig::default()).unwrap();
+        let caller = Credentials::new(
+            "AKIDCALLER",
+            "caller-secret",
+            Some("tok\nen-9f2c".into()),
+            None,
+            "environment",
+        );
+        let req = RoleRequest {
+            role_arn: "arn:aws:iam::1:role/r".into(),
+            session_name: "s".into(),
+            external_id: None,
+            duration: DEFAULT_DURATION,
+        };
+        let e = sts.assume_role(&caller, &req).unwrap_err();
+        assert!(e.message.contains("environment"), "{e}");
+        assert!(e.operation.contains("STS AssumeRole"), "{e:?}");
+        assert!(!e.to_string().contains("9f2c"), "{e}");
+    }
+
     #[test]
     fn secret_outside_credentials_is_not_quoted() {
         let body = "{\u{fffd}ssKe\u{7f}<SecretAccessKey>Credentials </SecretAccessKey>";

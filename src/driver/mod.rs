@@ -1651,7 +1651,7 @@ fn is_task_gone(e: &AwsError) -> bool {
 /// Turns an AWS error into advice an operator can act on.
 pub fn describe_aws_problem(e: &AwsError, endpoint: &str) -> String {
     match e.kind {
-        ErrorKind::Credentials => format!("AWS credentials missing: {e}"),
+        ErrorKind::Credentials => format!("no usable AWS credentials: {e}"),
         ErrorKind::Auth => format!("AWS rejected the request's credentials or signature ({e}): check the access key, secret and session token the agent runs with, and the IAM policy"),
         ErrorKind::Network => format!("cannot reach the ECS endpoint {endpoint}: {e}"),
         ErrorKind::Throttling => format!("ECS is throttling this account: {e}"),
