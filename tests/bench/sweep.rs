@@ -198,26 +198,22 @@ fn main() {
     let first_boundary = Duration::from_secs((now.as_secs() / interval_secs + 2) * interval_secs);
     sleep_until(first_boundary);
     let (nomad0, ecs0) = (nomad_counts(&nomad), ecs_counts(&emu));
-    let swept0: usize = plugins
-        .iter()
-        .map(|p| {
-            p.stderr_lines()
-                .iter()
-                .filter(|l| l.contains("swept by this node"))
-                .count()
-        })
-        .sum();
+    // Rounds swept so far, all clients together (each sweep logs one line).
+    let swept = || -> usize {
+        plugins
+            .iter()
+            .map(|p| {
+                p.stderr_lines()
+                    .iter()
+                    .filter(|l| l.contains("swept by this node"))
+                    .count()
+            })
+            .sum()
+    };
+    let swept0 = swept();
     sleep_until(first_boundary + interval * rounds as u32);
     let (nomad1, ecs1) = (nomad_counts(&nomad), ecs_counts(&emu));
-    let swept1: usize = plugins
-        .iter()
-        .map(|p| {
-            p.stderr_lines()
-                .iter()
-                .filter(|l| l.contains("swept by this node"))
-                .count()
-        })
-        .sum();
+    let swept1 = swept();
     let per_round = |a: usize, b: usize| (b - a) as f64 / rounds as f64;
 
     let mut out = String::new();
