@@ -471,7 +471,7 @@ impl Driver {
         let (task, adopted) = match self.find_adoptable(cfg, &client, &cluster, &identity, spec, &started_by) {
             Some((task, why)) => (task, Some(why)),
             None => (
-                self.run_new_task(&client, &cluster, &identity, spec, env, started_by)?,
+                self.run_new_task(&client, &cluster, &identity, cfg, spec, env, started_by)?,
                 None,
             ),
         };
@@ -479,11 +479,13 @@ impl Driver {
     }
 
     /// RunTask for a new ECS task of `identity`.
+    #[allow(clippy::too_many_arguments)]
     fn run_new_task(
         &self,
         client: &EcsClient,
         cluster: &str,
         identity: &TaskIdentity,
+        cfg: &DriverConfig,
         spec: &TaskSpec,
         env: &BTreeMap<String, String>,
         started_by: String,
@@ -498,7 +500,7 @@ impl Driver {
             field: e.field.to_string(),
             message: e.message,
         })?;
-        let mut tags = identity_tags(identity, cfg_cluster_name(&self.config()));
+        let mut tags = identity_tags(identity, cfg.handoff.nomad_cluster.as_deref());
         tags.extend(spec.tags.iter().cloned());
         let input = RunTaskInput {
             cluster: cluster.clone(),
