@@ -18,11 +18,11 @@ use nomad_driver_ecs::aws::ecs::{AwsVpcConfiguration, EcsClient, RunTaskInput};
 use nomad_driver_ecs::aws::http::HttpConfig;
 use nomad_driver_ecs::proto::driver::{TaskConfig, TaskHandle};
 use serde_json::Value;
-use support::cty::{self, list, s, Cty};
+use support::cty::{list, s, Cty};
 use support::emulator::{Emulator, REGION};
 use support::host::{self, assert_health, attr_str, closed_port, eventually, wait_event, Launch, Plugin};
 use support::nomad_stand_in::{AllocSpec, NomadStandIn};
-use support::{handle_arn, persisted, TEST_POLL, WAIT};
+use support::{handle_arn, persisted, WAIT};
 
 use nomad_driver_ecs::proto::driver::fingerprint_response::HealthState;
 
@@ -74,14 +74,7 @@ impl Setup {
     }
 
     fn config(&self, values: Vec<(&str, Cty)>) -> Vec<u8> {
-        cty::plugin_config_values(
-            Some(true),
-            Some(&self.cluster),
-            Some(REGION),
-            Some(&self.emu.endpoint()),
-            Some(TEST_POLL),
-            values,
-        )
+        support::test_plugin_config(&self.cluster, &self.emu.endpoint(), values)
     }
 
     /// Allocation `alloc` (slot index `index`, replacing `previous`) as Nomad knows it, and its

@@ -20,7 +20,7 @@ use support::connect_proxy::ConnectProxy;
 use support::cty::{self, Cty};
 use support::emulator::REGION;
 use support::host::{self, Launch, Plugin};
-use support::{World, TEST_POLL, WAIT};
+use support::{World, WAIT};
 
 const GROUP: &str = "/ecs/web";
 
@@ -94,18 +94,8 @@ fn configure(p: &Plugin, endpoint: &str, cluster: &str, extra: Vec<(&str, Cty)>)
         ("logs_poll_interval", cty::s("200ms")),
     ];
     opts.extend(extra);
-    p.set_config(
-        cty::plugin_config_values(
-            Some(true),
-            Some(cluster),
-            Some(REGION),
-            Some(endpoint),
-            Some(TEST_POLL),
-            opts,
-        ),
-        true,
-    )
-    .expect("SetConfig");
+    p.set_config(support::test_plugin_config(cluster, endpoint, opts), true)
+        .expect("SetConfig");
 }
 
 impl LogWorld {
@@ -315,12 +305,9 @@ fn an_awslogs_region_that_is_not_a_region_names_no_host() {
         ]}));
     w.plugin
         .set_config(
-            cty::plugin_config_values(
-                Some(true),
-                Some("logs-region"),
-                Some(REGION),
-                Some(&w.emu.endpoint()),
-                Some(TEST_POLL),
+            support::test_plugin_config(
+                "logs-region",
+                &w.emu.endpoint(),
                 vec![
                     ("logs_poll_interval", cty::s("200ms")),
                     ("request_timeout", cty::s("2s")),

@@ -7,21 +7,13 @@ use std::time::Duration;
 
 use grpcio::RpcStatusCode;
 use nomad_driver_ecs::proto::driver::TaskState;
-use support::cty;
-use support::emulator::REGION;
 use support::host::{Launch, Plugin};
-use support::{persisted, World, TEST_POLL, WAIT};
+use support::{persisted, World, WAIT};
 
 fn relaunch(w: &World) -> Plugin {
     let p = Plugin::launch(&Launch::test_credentials());
     p.set_config(
-        cty::plugin_config(
-            Some(true),
-            Some(&w.cluster),
-            Some(REGION),
-            Some(&w.emu.endpoint()),
-            Some(TEST_POLL),
-        ),
+        support::test_plugin_config(&w.cluster, &w.emu.endpoint(), Vec::new()),
         true,
     )
     .unwrap();

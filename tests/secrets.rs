@@ -13,10 +13,9 @@ use std::time::Duration;
 use nomad_driver_ecs::proto::driver::fingerprint_response::HealthState;
 use nomad_driver_ecs::proto::driver::{DriverTaskEvent, FingerprintResponse};
 use support::cty::{self, s, Cty};
-use support::emulator::REGION;
 use support::host::{self, assert_health, attr_str, closed_port, Launch, Plugin};
 use support::http_server::TestServer;
-use support::{World, TEST_POLL};
+use support::World;
 
 /// Does `text` hold `secret`, or (for a long secret) any 16 characters of it in a row: a
 /// token cut short by a length limit leaks too.
@@ -76,17 +75,7 @@ fn ec2_stanza() -> Vec<u8> {
 }
 
 fn configure(p: &Plugin, endpoint: &str, cluster: &str, extra: Vec<(&str, Cty)>) -> Result<(), grpcio::RpcStatus> {
-    p.set_config(
-        cty::plugin_config_values(
-            Some(true),
-            Some(cluster),
-            Some(REGION),
-            Some(endpoint),
-            Some(TEST_POLL),
-            extra,
-        ),
-        true,
-    )
+    p.set_config(support::test_plugin_config(cluster, endpoint, extra), true)
 }
 
 #[test]

@@ -183,6 +183,10 @@ pub fn plugin_config_values(
         ("reap_interval", Cty::Null),
         ("reap_grace", Cty::Null),
         ("reap_dry_run", Cty::Bool(false)),
+        ("nomad_cluster", Cty::Null),
+        ("reap_clusters", Cty::Null),
+        ("reap_max_stop", Cty::Null),
+        ("reap_max_stop_percent", Cty::Null),
     ];
     for (k, v) in extra {
         entries.retain(|(key, _)| *key != k);

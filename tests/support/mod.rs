@@ -48,10 +48,7 @@ impl World {
         let setup = emu.setup(cluster);
         let plugin = Plugin::launch(&launch);
         plugin
-            .set_config(
-                cty::plugin_config(Some(true), Some(cluster), Some(REGION), Some(endpoint), Some(TEST_POLL)),
-                true,
-            )
+            .set_config(test_plugin_config(cluster, endpoint, Vec::new()), true)
             .expect("SetConfig");
         World {
             emu,
@@ -108,6 +105,19 @@ impl World {
         );
         (cfg, handle, arn)
     }
+}
+
+/// The plugin stanza the tests use: enabled, `cluster` in the emulator's region at `endpoint`,
+/// polled every [`TEST_POLL`], with more attributes set by `extra`.
+pub fn test_plugin_config(cluster: &str, endpoint: &str, extra: Vec<(&str, cty::Cty)>) -> Vec<u8> {
+    cty::plugin_config_values(
+        Some(true),
+        Some(cluster),
+        Some(REGION),
+        Some(endpoint),
+        Some(TEST_POLL),
+        extra,
+    )
 }
 
 /// A FARGATE task stanza for `task_definition` on the network of an emulator's setup answer.
