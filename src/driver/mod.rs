@@ -1174,14 +1174,10 @@ impl Driver {
     /// is off or this plugin's Nomad identity is not known (Nomad's agent did not say its
     /// region).
     fn sweep_scope(&self, cfg: &DriverConfig, ecs_region: &str, agent: &AgentSelf) -> Option<String> {
-        let h = &cfg.handoff;
-        if h.reap_interval.is_zero() {
+        if cfg.handoff.reap_interval.is_zero() {
             return None;
         }
-        let nomad = handoff::NomadIdentity {
-            cluster: h.nomad_cluster.clone(),
-            region: agent.region.clone()?,
-        };
+        let nomad = sweep_identity(cfg, agent)?;
         Some(handoff::sweep_scope(&nomad, ecs_region, &sweep_clusters(cfg)))
     }
 
@@ -1245,13 +1241,11 @@ impl Driver {
             return;
         };
         let Some(region) = self.region(&cfg) else { return };
-        let Some(scope) = self.sweep_scope(&cfg, &region, &link.agent) else {
+        let Some(nomad) = sweep_identity(&cfg, &link.agent) else {
             self.set_sweep_status("skipped: Nomad's agent does not say its region (the Nomad token needs agent:read)");
             return;
         };
-        let Some(nomad_region) = link.agent.region.clone() else {
-            return;
-        };
+        let scope = handoff::sweep_scope(&nomad, &region, &sweep_clusters(&cfg));
         let me = link
             .agent
             .node_id
@@ -1299,10 +1293,6 @@ impl Driver {
             ));
             return;
         }
-        let nomad = handoff::NomadIdentity {
-            cluster: h.nomad_cluster.clone(),
-            region: nomad_region,
-        };
         self.sweep_as_elected(&cfg, &region, &api, &nomad, round);
     }
 
@@ -1527,6 +1517,15 @@ fn sweep_loop(driver: std::sync::Weak<Driver>) {
             None => return,
         }
     }
+}
+
+/// The sweep's own Nomad identity: the operator's `nomad_cluster` and the region Nomad's agent
+/// reports (None when it does not say).
+fn sweep_identity(cfg: &DriverConfig, agent: &AgentSelf) -> Option<handoff::NomadIdentity> {
+    Some(handoff::NomadIdentity {
+        cluster: cfg.handoff.nomad_cluster.clone(),
+        region: agent.region.clone()?,
+    })
 }
 
 /// The ECS clusters the sweep covers: the plugin's `cluster` and the operator's
