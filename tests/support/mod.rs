@@ -7,6 +7,7 @@ pub mod cty;
 pub mod emulator;
 pub mod host;
 pub mod http_server;
+pub mod logmon;
 pub mod nomad_stand_in;
 pub mod proxy;
 
