@@ -10,11 +10,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use grpcio::CallOption;
 use nomad_driver_ecs::plugin::services as gp;
-use nomad_driver_ecs::proto::driver::driver_capabilities::FSIsolation;
+use nomad_driver_ecs::proto::driver::driver_capabilities::{FSIsolation, MountConfigs};
 use nomad_driver_ecs::proto::goplugin;
 use nomad_driver_ecs::proto::health::{health_check_response::ServingStatus, HealthCheckRequest};
 use support::cty;
 use support::host::{self, Launch, Plugin};
+use support::volume_hook::{self, VolumeMount};
 
 #[test]
 fn without_the_cookie_it_explains_and_exits_1_with_nothing_on_stdout() {
@@ -171,6 +172,11 @@ fn schemas_capabilities_and_config_as_nomad_sends_it() {
     assert!(!caps.exec);
     assert_eq!(caps.fs_isolation.enum_value(), Ok(FSIsolation::IMAGE));
     assert!(caps.remote_tasks, "remote_tasks (field 7) for Nomad 1.1-1.9");
+    assert_eq!(
+        caps.mount_configs.enum_value(),
+        Ok(MountConfigs::NO_MOUNTS),
+        "mount_configs: unset (0) reads as ANY_MOUNTS"
+    );
     assert!(c.task_config_schema().spec.is_some());
 
     // A config Nomad would send for a typo'd value: rejected with the field named.
@@ -185,6 +191,97 @@ fn schemas_capabilities_and_config_as_nomad_sends_it() {
     let err = c.set_config(vec![0xc1], true).unwrap_err();
     assert_eq!(err.code(), grpcio::RpcStatusCode::INVALID_ARGUMENT);
     c.assert_hclog_stderr();
+}
+
+/// Host and CSI volume mounts cannot reach an ECS task: the capabilities say so, and a Nomad
+/// client (modelled in `support::volume_hook`) then refuses such a task before StartTask,
+/// with its own message, instead of starting it without its volumes.
+#[test]
+fn volume_mounts_are_refused_by_nomad_before_start() {
+    let p = Plugin::launch(&Launch::default());
+    let caps = p.capabilities();
+    assert_eq!(caps.mount_configs.value(), volume_hook::MOUNT_CONFIG_SUPPORT_NONE);
+    assert_eq!(
+        volume_hook::prestart("ecs", "web", &caps, &[VolumeMount::host("data", "/srv/data")]),
+        Err("task driver \"ecs\" for \"web\" does not support host volumes".to_string())
+    );
+    assert_eq!(
+        volume_hook::prestart(
+            "ecs",
+            "web",
+            &caps,
+            &[
+                VolumeMount::csi("ebs", "/srv/ebs"),
+                VolumeMount::host("data", "/srv/data")
+            ]
+        ),
+        Err("task driver \"ecs\" for \"web\" does not support host volumes".to_string()),
+        "host volumes are checked first"
+    );
+    assert_eq!(
+        volume_hook::prestart("ecs", "web", &caps, &[VolumeMount::csi("ebs", "/srv/ebs")]),
+        Err("task driver \"ecs\" for \"web\" does not support CSI".to_string())
+    );
+    assert_eq!(
+        volume_hook::validate_tasks_support_csi(&[&caps]),
+        Err("no task supports CSI".to_string())
+    );
+    // A task without volume mounts is not affected.
+    assert_eq!(volume_hook::prestart("ecs", "web", &caps, &[]), Ok(0));
+    p.assert_hclog_stderr();
+}
+
+/// `nomad alloc exec` as Nomad's client drives it (plugins/drivers/client.go
+/// `ExecTaskStreamingRaw` at v1.10.0): open the stream, send the setup message, then read. The
+/// plugin must not end the call before the setup arrived (Nomad would report the failed send as
+/// EOF), and the read must return the explanation, naming the task.
+#[test]
+fn exec_streaming_reads_the_setup_then_explains() {
+    use futures_util::SinkExt;
+    use nomad_driver_ecs::nomad::methods as m;
+    use nomad_driver_ecs::proto::driver as pb;
+    let p = Plugin::launch(&Launch::default());
+    let (mut sink, mut rx) = p
+        .client
+        .duplex_streaming(&m::EXEC_TASK_STREAMING, Plugin::opt())
+        .unwrap();
+    // Nothing may come back before the setup: read in the background and check that the read
+    // is still pending after a while (a status sent at once arrives within milliseconds).
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let first = futures_executor::block_on(rx.next());
+        let _ = first_tx.send(first);
+    });
+    if let Ok(early) = first_rx.recv_timeout(Duration::from_millis(500)) {
+        panic!("the call ended before the setup message was sent: {early:?}");
+    }
+    let task_id = "5e1a4f6c-0a8b-4c2d-9e3f-7a6b5c4d3e2f/web/a1b2c3d4";
+    let mut setup = pb::exec_task_streaming_request::Setup::new();
+    setup.task_id = task_id.into();
+    setup.command = vec!["/bin/sh".into()];
+    setup.tty = true;
+    let mut req = pb::ExecTaskStreamingRequest::new();
+    req.setup = Some(setup).into();
+    futures_executor::block_on(sink.send((req, grpcio::WriteFlags::default())))
+        .expect("the setup message is accepted (Nomad reports a failed send as EOF)");
+    match first_rx
+        .recv_timeout(host::RPC_TIMEOUT)
+        .expect("an answer after the setup")
+    {
+        Some(Err(grpcio::Error::RpcFailure(s))) => {
+            assert_eq!(s.code(), grpcio::RpcStatusCode::UNIMPLEMENTED, "{}", s.message());
+            assert!(s.message().contains("nomad alloc exec"), "{}", s.message());
+            assert!(
+                s.message().contains("not supported by the ecs driver"),
+                "{}",
+                s.message()
+            );
+            assert!(s.message().contains(task_id), "names the task: {}", s.message());
+        }
+        other => panic!("expected UNIMPLEMENTED with the explanation, got {other:?}"),
+    }
+    assert_eq!(p.plugin_info().name, "ecs", "still serving");
+    p.assert_hclog_stderr();
 }
 
 #[test]
@@ -227,13 +324,19 @@ fn unsupported_rpcs_say_so() {
             .map(|_| ()),
         "DestroyNetwork",
     );
-    let (_sink, mut rx) = p
+    // ExecTaskStreaming from a caller that ends its side without a setup message: the
+    // explanation all the same.
+    let (mut sink, mut rx) = p
         .client
         .duplex_streaming(&m::EXEC_TASK_STREAMING, CallOption::default())
         .unwrap();
+    futures_executor::block_on(futures_util::SinkExt::close(&mut sink)).unwrap();
     let first = futures_executor::block_on(rx.next());
     match first {
-        Some(Err(grpcio::Error::RpcFailure(s))) => assert_eq!(s.code(), grpcio::RpcStatusCode::UNIMPLEMENTED),
+        Some(Err(grpcio::Error::RpcFailure(s))) => {
+            assert_eq!(s.code(), grpcio::RpcStatusCode::UNIMPLEMENTED);
+            assert!(s.message().contains("nomad alloc exec"), "{}", s.message());
+        }
         other => panic!("ExecTaskStreaming: expected UNIMPLEMENTED, got {other:?}"),
     }
     // WaitTask/StopTask/InspectTask of an unknown task: NOT_FOUND, and still serving.

@@ -83,6 +83,12 @@ pub fn capabilities() -> pb::DriverCapabilities {
     c.exec = false;
     c.fs_isolation = pb::driver_capabilities::FSIsolation::IMAGE.into();
     c.remote_tasks = true;
+    // The task runs in ECS, where no host or CSI volume of this client can be mounted. Left
+    // at 0 this field reads as ANY_MOUNTS, and Nomad would hand such mounts to StartTask,
+    // where they would be silently dropped; NO_MOUNTS makes Nomad's volume hook refuse the
+    // task instead (client/allocrunner/taskrunner/volume_hook.go at v1.10.0: "task driver
+    // ... does not support host volumes" / "... does not support CSI").
+    c.mount_configs = pb::driver_capabilities::MountConfigs::NO_MOUNTS.into();
     c
 }
 
@@ -95,6 +101,16 @@ fn unimplemented_status(what: &str) -> RpcStatus {
         RpcStatusCode::UNIMPLEMENTED,
         format!("{what} is not supported by the ecs driver: the task runs in AWS ECS, outside this Nomad client"),
     )
+}
+
+/// Why `nomad alloc exec` cannot work, naming the task when the setup message named it.
+pub fn exec_streaming_status(task_id: &str) -> RpcStatus {
+    let what = if task_id.is_empty() {
+        "ExecTaskStreaming (nomad alloc exec)".to_string()
+    } else {
+        format!("ExecTaskStreaming (nomad alloc exec) into task {task_id:?}")
+    };
+    unimplemented_status(&what)
 }
 
 fn driver_service(driver: Arc<Driver>) -> Service {
@@ -270,11 +286,24 @@ fn driver_service(driver: Arc<Driver>) -> Service {
         .add_unary_handler(&m::EXEC_TASK, |ctx, _req, sink| {
             unimplemented(&ctx, sink, "ExecTask (script checks)")
         })
-        .add_duplex_streaming_handler(&m::EXEC_TASK_STREAMING, |ctx, _stream, sink| {
+        .add_duplex_streaming_handler(&m::EXEC_TASK_STREAMING, |ctx, mut stream, sink| {
+            // Nomad's client sends the setup message (task id, command, tty) before it reads
+            // anything (plugins/drivers/client.go ExecTaskStreamingRaw at v1.10.0), and a failed
+            // send is reported to `nomad alloc exec` as a bare EOF. So the call is ended only
+            // after that first message arrived: the client's send succeeds and its first read
+            // gets our status. A caller that closes its side or goes away first ends the wait
+            // (the stream yields its end or an error; the status then goes nowhere, harmlessly);
+            // nothing blocks a thread meanwhile.
             ctx.spawn(async move {
-                let _ = sink
-                    .fail(unimplemented_status("ExecTaskStreaming (nomad alloc exec)"))
-                    .await;
+                let task_id = match stream.next().await {
+                    Some(Ok(req)) => req.setup.as_ref().map(|s| s.task_id.clone()).unwrap_or_default(),
+                    Some(Err(e)) => {
+                        log::trace!("ExecTaskStreaming: no setup message: {e}");
+                        String::new()
+                    }
+                    None => String::new(),
+                };
+                let _ = sink.fail(exec_streaming_status(&task_id)).await;
             });
         })
         .add_unary_handler(&m::CREATE_NETWORK, |ctx, _req, sink| {
