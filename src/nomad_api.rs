@@ -106,6 +106,8 @@ pub struct Allocation {
     /// `PreviousAllocation`: the allocation this one replaces (Nomad's scheduler sets it for
     /// the replacement of a lost, drained or rescheduled allocation); empty when none.
     pub previous_allocation: String,
+    /// `Job.Type`: service, batch, system or sysbatch ("" when the answer has no job).
+    pub job_type: String,
 }
 
 impl Allocation {
@@ -158,6 +160,8 @@ pub struct Node {
     pub id: String,
     /// initializing, ready, down, disconnected.
     pub status: String,
+    /// A drain is under way: `DrainStrategy` is set (Nomad 0.8+), or the older `Drain` flag.
+    pub draining: bool,
 }
 
 /// What kind of failure an [`ApiError`] is.
@@ -591,6 +595,15 @@ fn decode_allocation(body: &str) -> Result<Allocation, String> {
         desired_status: s("DesiredStatus")?,
         migrate,
         previous_allocation: s("PreviousAllocation")?,
+        job_type: match m.get("Job") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::Object(j)) => match j.get("Type") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(t)) => t.clone(),
+                Some(other) => return Err(format!("field Job.Type is not a string: {other}")),
+            },
+            Some(other) => return Err(format!("field Job is not an object: {other}")),
+        },
     })
 }
 
@@ -662,9 +675,12 @@ fn decode_nodes(body: &str, driver: &str) -> Result<Vec<NodeStub>, String> {
 
 fn decode_node(body: &str) -> Result<Node, String> {
     let m = parse_object(body)?;
+    let drain_strategy = !matches!(m.get("DrainStrategy"), None | Some(Value::Null));
+    let drain_flag = m.get("Drain").and_then(Value::as_bool).unwrap_or(false);
     Ok(Node {
         id: req_str(&m, "ID")?,
         status: req_str(&m, "Status")?,
+        draining: drain_strategy || drain_flag,
     })
 }
 
@@ -742,6 +758,7 @@ mod tests {
                 desired_status: "run".into(),
                 migrate: false,
                 previous_allocation: String::new(),
+                job_type: String::new(),
             }
         );
         assert!(!a.is_client_terminal());
@@ -787,9 +804,24 @@ mod tests {
             decode_node(r#"{"ID": "n1", "Status": "ready", "Drain": false}"#).unwrap(),
             Node {
                 id: "n1".into(),
-                status: "ready".into()
+                status: "ready".into(),
+                draining: false,
             }
         );
+        assert!(
+            decode_node(r#"{"ID": "n1", "Status": "ready", "Drain": true}"#)
+                .unwrap()
+                .draining
+        );
+        let draining = r#"{"ID": "n1", "Status": "ready", "DrainStrategy": {"Deadline": 3600000000000}}"#;
+        assert!(decode_node(draining).unwrap().draining);
+        assert!(
+            !decode_node(r#"{"ID": "n1", "Status": "ready", "DrainStrategy": null}"#)
+                .unwrap()
+                .draining
+        );
+        let system = ALLOC.replacen("\"JobID\"", "\"Job\": {\"Type\": \"system\"}, \"JobID\"", 1);
+        assert_eq!(decode_allocation(&system).unwrap().job_type, "system");
     }
 
     #[test]

@@ -418,7 +418,7 @@ fn a_drained_allocations_task_is_adopted_by_its_replacement() {
     let a_cfg = w.alloc(a, 0, "", TD);
     let (_, arn) = w.start(&p, &a_cfg);
     // `nomad node drain`: the allocation's desired transition is migrate; Nomad kills it.
-    w.nomad.set_migrate(a, true);
+    w.nomad.drain(a);
     p.stop_task(&a_cfg.id, Duration::from_secs(10), "SIGINT")
         .expect("StopTask");
     wait_event(&events, "Node drain", WAIT);
@@ -456,7 +456,7 @@ fn a_replacement_that_starts_before_the_drained_allocation_stops_adopts_its_task
     let a_cfg = w.alloc(a, 0, "", TD);
     let (_, arn) = w.start(&p, &a_cfg);
     // The drain's plan stops A and places B at once; B's client is quicker.
-    w.nomad.set_migrate(a, true);
+    w.nomad.drain(a);
     let p2 = w.plugin("node-2", &[]);
     let (_, adopted) = w.start(&p2, &w.alloc(b, 0, a, TD));
     assert_eq!(adopted, arn);
@@ -476,7 +476,7 @@ fn a_drained_task_nobody_adopts_is_stopped_when_its_window_ends() {
     let p = w.plugin("node-1", &[("drain_handoff_window", s("2s"))]);
     let a_cfg = w.alloc(a, 0, "", TD);
     let (_, arn) = w.start(&p, &a_cfg);
-    w.nomad.set_migrate(a, true);
+    w.nomad.drain(a);
     // Taken before StopTask: the window (whole seconds; more than 1 s of the 2) starts later.
     let left = Instant::now();
     p.stop_task(&a_cfg.id, Duration::from_secs(10), "SIGINT")
@@ -490,6 +490,57 @@ fn a_drained_task_nobody_adopts_is_stopped_when_its_window_ends() {
         "stopped before its window ended"
     );
     assert!(reason.contains("drain handoff window"), "{reason}");
+}
+
+/// `nomad alloc stop` (and `nomad job restart -reschedule`) set the same migrate flag as a
+/// drain without draining the node (nomad/alloc_endpoint.go Stop, v1.10.0): the user asked for
+/// a new task, so the old one is stopped and the replacement starts its own.
+#[test]
+fn alloc_stop_replaces_the_task_instead_of_handing_it_over() {
+    let w = Setup::new("ho-allocstop");
+    let (a, b) = (
+        "a4141414-0000-4000-8000-000000000041",
+        "b4242424-0000-4000-8000-000000000042",
+    );
+    let p = w.plugin("node-1", &[]);
+    let a_cfg = w.alloc(a, 0, "", TD);
+    let (_, arn) = w.start(&p, &a_cfg);
+    w.nomad.stop_alloc(a);
+    // The replacement may be placed before A's kill: it must not take A's task.
+    let p2 = w.plugin("node-2", &[]);
+    let (_, new) = w.start(&p2, &w.alloc(b, 0, a, TD));
+    assert_ne!(new, arn, "alloc stop must not hand the task to the replacement");
+    p.stop_task(&a_cfg.id, Duration::from_secs(10), "SIGINT")
+        .expect("StopTask");
+    assert_eq!(w.status(&arn), "STOPPED");
+    assert_eq!(w.tag(&arn, "nomad:handoff-until"), None);
+    assert_eq!(w.emu.call_count("RunTask"), 2);
+}
+
+/// System jobs run one allocation per node, all at index 0 (so they share a slot): a drained
+/// system allocation's task is stopped, not handed to another node's allocation.
+#[test]
+fn a_system_jobs_task_is_never_handed_over() {
+    let w = Setup::new("ho-system");
+    let (a, b) = (
+        "a4343434-0000-4000-8000-000000000043",
+        "b4444444-0000-4000-8000-000000000044",
+    );
+    let p = w.plugin("node-1", &[]);
+    let a_cfg = w.alloc(a, 0, "", TD);
+    let (_, arn) = w.start(&p, &a_cfg);
+    w.nomad.set_job_type(a, "system");
+    w.nomad.drain(a);
+    // Another node's allocation of the job, which Nomad links to A (as after a job update).
+    let p2 = w.plugin("node-2", &[]);
+    let b_cfg = w.alloc(b, 0, a, TD);
+    w.nomad.set_job_type(b, "system");
+    let (_, other) = w.start(&p2, &b_cfg);
+    assert_ne!(other, arn, "another node's system allocation took this node's task");
+    p.stop_task(&a_cfg.id, Duration::from_secs(10), "SIGINT")
+        .expect("StopTask");
+    assert_eq!(w.status(&arn), "STOPPED");
+    assert_eq!(w.tag(&arn, "nomad:handoff-until"), None);
 }
 
 #[test]
@@ -513,7 +564,7 @@ fn without_nomads_api_nothing_is_adopted_or_reaped_and_the_plugin_is_healthy() {
     await_log(&p2, "orphan sweep skipped", 2);
     assert_eq!(w.status(&old), "RUNNING", "nothing reaped");
     // Drains fall back to stopping the task.
-    w.nomad.set_migrate(b, true);
+    w.nomad.drain(b);
     p2.stop_task(&b_cfg.id, Duration::from_secs(10), "SIGINT")
         .expect("StopTask");
     assert_eq!(w.status(&new), "STOPPED");
@@ -583,7 +634,10 @@ fn nomad_1_9_handoff_by_recover_task_moves_the_tags_and_is_not_swept() {
     let events = p2.task_events();
     p2.recover_task(&handle).expect("RecoverTask");
     wait_event(&events, "Took over ECS task", WAIT);
-    assert_eq!(w.tag(&arn, "nomad:alloc-id").as_deref(), Some(b));
+    // The tags move after RecoverTask answered (it makes no AWS call of its own for them).
+    host::eventually(WAIT, "the tags to name the new allocation", || {
+        (w.tag(&arn, "nomad:alloc-id").as_deref() == Some(b)).then_some(())
+    });
     drop(p1);
     w.nomad.set_node("node-1", "down");
     // The other client's sweep sees a live allocation.
@@ -801,7 +855,7 @@ fn a_task_of_another_allocation_or_with_forged_tags_is_not_adopted() {
     let p = w.plugin("node-1", &[]);
     let a_cfg = w.alloc(a, 0, "", TD);
     let (_, arn) = w.start(&p, &a_cfg);
-    w.nomad.set_migrate(a, true);
+    w.nomad.drain(a);
     p.stop_task(&a_cfg.id, Duration::from_secs(10), "SIGINT")
         .expect("StopTask");
     p.destroy_task(&a_cfg.id, true).unwrap();
@@ -846,7 +900,7 @@ fn a_drained_task_of_another_nomad_cluster_is_not_adopted() {
     let pw = w.plugin_in(&west, "west-1", &[("nomad_cluster", s("test-west"))]);
     let a_cfg = w.alloc_in(&west, a, 0, "", TD);
     let (_, arn) = w.start(&pw, &a_cfg);
-    west.set_migrate(a, true);
+    west.drain(a);
     pw.stop_task(&a_cfg.id, Duration::from_secs(10), "SIGINT")
         .expect("StopTask");
     assert!(w.tag(&arn, "nomad:handoff-until").is_some());

@@ -172,6 +172,12 @@ pub fn adoption_verdict(
         Some(Ok(None)) => return Verdict::Leave(format!("allocation {old_alloc} no longer exists in Nomad")),
         Some(Ok(Some(a))) => a,
     };
+    if is_per_node_job(&a.job_type) {
+        return Verdict::Leave(format!(
+            "allocation {old_alloc} belongs to a {} job, whose tasks never move between allocations",
+            a.job_type
+        ));
+    }
     if !same_slot(a, new.identity) {
         return Verdict::Leave(format!(
             "Nomad says allocation {old_alloc} is {} of job {:?} in namespace {:?}, not this task's slot",
@@ -179,7 +185,10 @@ pub fn adoption_verdict(
         ));
     }
     let handed_over = handoff_until(task).is_some_and(|u| u > now);
-    if a.migrate && (handed_over || new.adopt_drained) {
+    // `nomad alloc stop` sets the same migrate flag as a drain: only a draining node's
+    // allocation is adopted before its own StopTask handed the task over.
+    let node_draining = matches!(node, Some(Ok(Some(n))) if n.draining);
+    if a.migrate && (handed_over || (new.adopt_drained && node_draining)) {
         return Verdict::Adopt(if handed_over {
             format!("allocation {old_alloc} was drained and handed it over")
         } else {
@@ -200,6 +209,12 @@ pub fn adoption_verdict(
             _ => Verdict::Leave(format!("allocation {old_alloc} is {}", a.client_status)),
         },
     }
+}
+
+/// System and sysbatch jobs run one allocation per node, all at index 0 (so their tasks share
+/// a slot): such a task never moves to another allocation, by adoption or by drain handoff.
+pub fn is_per_node_job(job_type: &str) -> bool {
+    matches!(job_type, "system" | "sysbatch")
 }
 
 /// Does Nomad's allocation `a` sit in the slot of `identity` (namespace, job, group, index)?
@@ -495,6 +510,7 @@ mod tests {
             desired_status: "run".into(),
             migrate: false,
             previous_allocation: String::new(),
+            job_type: "service".into(),
         }))
     }
 
@@ -572,6 +588,7 @@ mod tests {
         let down: Result<Option<Node>, ApiError> = Ok(Some(Node {
             id: "n1".into(),
             status: "down".into(),
+            draining: false,
         }));
         assert!(matches!(
             adoption_verdict(&t, &new, Some(&alloc("old", "running")), Some(&down), now),
@@ -692,9 +709,46 @@ mod tests {
             adopt_drained: true,
             ..new
         };
+        let node = |draining: bool| -> Result<Option<Node>, ApiError> {
+            Ok(Some(Node {
+                id: "n1".into(),
+                status: "ready".into(),
+                draining,
+            }))
+        };
+        assert!(matches!(
+            adoption_verdict(
+                &untagged,
+                &drains,
+                Some(&migrating("old", "running")),
+                Some(&node(true)),
+                now
+            ),
+            Verdict::Adopt(_)
+        ));
+        // `nomad alloc stop` sets the same flag on a node that is not draining: replaced.
+        assert!(matches!(
+            adoption_verdict(
+                &untagged,
+                &drains,
+                Some(&migrating("old", "running")),
+                Some(&node(false)),
+                now
+            ),
+            Verdict::Leave(_)
+        ));
         assert!(matches!(
             adoption_verdict(&untagged, &drains, Some(&migrating("old", "running")), None, now),
-            Verdict::Adopt(_)
+            Verdict::Leave(_)
+        ));
+        // A system job's allocation never hands its task to another.
+        let mut system = migrating("old", "running");
+        if let Ok(Some(a)) = system.as_mut() {
+            a.job_type = "system".into();
+        }
+        assert!(matches!(
+            adoption_verdict(&t, &drains, Some(&system), Some(&node(true)), now),
+            Verdict::Leave(m) if m.contains("system")
         ));
         assert!(matches!(
             adoption_verdict(&untagged, &drains, Some(&alloc("old", "running")), None, now),

@@ -45,6 +45,14 @@ const MIN_STOP_DEADLINE: Duration = Duration::from_secs(5);
 const DESTROY_STOP_DEADLINE: Duration = Duration::from_secs(15);
 /// While a StopTask waits, the poller is asked for a fresh read this often.
 const STOP_WAIT_POLL: Duration = Duration::from_secs(1);
+/// How long RecoverTask retries reading the ECS task of a handle Nomad re-uses for another
+/// task id (Nomad 1.1–1.9's restarts and handoffs).
+const REUSED_HANDLE_CHECK_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a recovered task's follow-up waits for ECS to describe it once (for the task
+/// definition ARN its log tail reads) before it falls back to the handle's reference.
+const FIRST_OBSERVATION_WAIT: Duration = Duration::from_secs(60);
+/// Stack of RecoverTask's follow-up thread (HTTPS calls; see task.rs TASK_STACK_SIZE).
+const FOLLOW_UP_STACK: usize = 256 * 1024;
 /// How long a fingerprint retries transient errors before it reports what it saw.
 const FINGERPRINT_RETRY: Duration = Duration::from_secs(3);
 /// How long the adoption lookup at StartTask retries ECS before it gives up (and starts a
@@ -72,8 +80,6 @@ pub enum DriverError {
         message: String,
         recoverable: bool,
     },
-    /// The ECS task did not stop within Nomad's timeout; Nomad retries.
-    StopTimeout(String),
     /// A handle Nomad gave back cannot be used.
     BadHandle(String),
     Aws(AwsError),
@@ -88,7 +94,6 @@ impl fmt::Display for DriverError {
             | DriverError::NotFound(m)
             | DriverError::AlreadyExists(m)
             | DriverError::StillRunning(m)
-            | DriverError::StopTimeout(m)
             | DriverError::BadHandle(m)
             | DriverError::Internal(m) => f.write_str(m),
             DriverError::StartFailed { message, .. } => f.write_str(message),
@@ -166,6 +171,9 @@ pub struct Driver {
     node_id: Mutex<Option<String>>,
     /// The sweep thread, started with the first SetConfig that asks for it.
     sweeper: std::sync::Once,
+    /// Tasks whose RecoverTask failed, by Nomad task id: Nomad then calls DestroyTask(force)
+    /// for the id (task_runner.go restoreHandle), which must stop the ECS task.
+    unrecovered: Mutex<HashMap<String, state::Salvaged>>,
 }
 
 /// A held sweep: since when, and why. It holds for the life of the process: Nomad configures a
@@ -216,6 +224,7 @@ impl Driver {
             brake: Mutex::new(None),
             node_id: Mutex::new(None),
             sweeper: std::sync::Once::new(),
+            unrecovered: Mutex::new(HashMap::new()),
         }
     }
 
@@ -585,7 +594,11 @@ impl Driver {
             cluster: cluster.clone(),
             region: region.to_string(),
             endpoint: endpoint.clone(),
-            task_definition: spec.task_definition.clone(),
+            // The revision that runs, not a family-only reference that may move on.
+            task_definition: task
+                .task_definition_arn
+                .clone()
+                .unwrap_or_else(|| spec.task_definition.clone()),
             started_at: SystemTime::now(),
             stdout_path: identity.stdout_path.clone(),
             stderr_path: identity.stderr_path.clone(),
@@ -594,6 +607,7 @@ impl Driver {
                 ports: Vec::new(),
             }),
             alloc_id: Some(identity.alloc_id.clone()).filter(|a| !a.is_empty()),
+            task_id: Some(identity.id.clone()),
         };
         let entry = TaskEntry::spawn(
             identity.clone(),
@@ -721,6 +735,38 @@ impl Driver {
         });
         if candidates.is_empty() || identity.region.is_empty() {
             return None;
+        }
+        // A StartTask that the plugin's death interrupted is retried by Nomad with a new task
+        // id (client/allocrunner/taskrunner/task_runner.go buildTaskConfig, v1.10.0): the ECS
+        // task it started carries this allocation, this task (the slot) and this config, and
+        // no task of this plugin watches it.
+        let watched: Vec<String> = self
+            .tasks()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Tracked(e) => Some(e.state.task_arn.clone()),
+                Slot::Starting => None,
+            })
+            .collect();
+        if let Some(own) = candidates.iter().position(|t| {
+            t.tag(handoff::TAG_ALLOC_ID) == Some(identity.alloc_id.as_str())
+                && !identity.alloc_id.is_empty()
+                && t.desired_status == "RUNNING"
+                && t.tag(handoff::TAG_CONFIG_HASH) == Some(identity.config_hash.as_str())
+                && !watched.contains(&t.task_arn)
+        }) {
+            let task = candidates.swap_remove(own);
+            let from = task.tag(handoff::TAG_TASK_ID).unwrap_or("?").to_string();
+            return match retag(client, &task.task_arn, identity, h.nomad_cluster.as_deref(), "", false) {
+                Ok(()) => Some((
+                    task,
+                    format!("this allocation's own ECS task, from an interrupted start (task id {from})"),
+                )),
+                Err(e) => {
+                    log::warn!(task_id = identity.id.as_str(); "cannot re-tag this allocation's ECS task {} to take it back ({e}); starting a new one", task.task_arn);
+                    None
+                }
+            };
         }
         let Some(api) = self.nomad.get(&h.api).api else {
             log::info!(task_id = identity.id.as_str(); "not looking for an ECS task to adopt: Nomad's API is unavailable");
@@ -960,23 +1006,64 @@ impl Driver {
     }
 
     /// RecoverTask: re-attach to a task from its driver_state alone. Idempotent.
-    pub fn recover_task(&self, identity: TaskIdentity, driver_state: &[u8]) -> Result<(), DriverError> {
+    ///
+    /// Nomad restores tasks one at a time (client/allocrunner/taskrunner/task_runner.go
+    /// Restore → restoreHandle, v1.10.0), so a plugin restart makes no AWS call here: the
+    /// re-tagging and the log tail's task definition read happen on a thread of their own.
+    /// Only a handle Nomad re-uses for another task id is checked against ECS first (below).
+    pub fn recover_task(self: &Arc<Self>, identity: TaskIdentity, driver_state: &[u8]) -> Result<(), DriverError> {
         if identity.id.is_empty() {
             return Err(DriverError::BadHandle(
                 "the task handle has no task id (config.id is empty)".into(),
             ));
         }
-        let state = TaskState::decode(driver_state).map_err(DriverError::BadHandle)?;
+        let mut state = match TaskState::decode(driver_state) {
+            Ok(s) => s,
+            Err(e) => {
+                // Nomad follows a failed RecoverTask with DestroyTask(force) for the id
+                // (restoreHandle): keep where the task is, so that it is stopped, not leaked.
+                if let Some(found) = state::Salvaged::read(driver_state) {
+                    self.unrecovered_tasks().insert(identity.id.clone(), found);
+                }
+                return Err(DriverError::BadHandle(e));
+            }
+        };
         self.note_node(&identity);
         if self.tasks().contains_key(&identity.id) {
             return Ok(());
         }
-        let client = self
-            .client(&state.region, state.endpoint.as_deref())
-            .map_err(DriverError::Aws)?;
+        let client = match self.client(&state.region, state.endpoint.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.unrecovered_tasks()
+                    .insert(identity.id.clone(), state::Salvaged::of(&state));
+                return Err(DriverError::Aws(e));
+            }
+        };
+        // Nomad 1.1–1.9's remote-task hook hands the last handle to RecoverTask again, with a
+        // new task id, at every restart of the task and when a lost or drained allocation's
+        // replacement takes over (client/allocrunner/taskrunner/remotetask_hook.go Prestart,
+        // v1.9.7). An ECS task that already stopped must then fail the call, so that Nomad
+        // starts a new one instead of reporting the old exit again.
+        let reused = state.task_id.as_deref() != Some(identity.id.as_str());
+        let seen = if reused {
+            Some(self.check_reused_handle(&client, &state, &identity)?)
+        } else {
+            None
+        };
+        // The handle's FIFO paths are the allocation's that made it; Nomad's config is this one's.
+        if !identity.stdout_path.is_empty() {
+            state.stdout_path = identity.stdout_path.clone();
+            state.stderr_path = identity.stderr_path.clone();
+        }
         let arn = state.task_arn.clone();
-        let entry = TaskEntry::spawn(identity.clone(), state, client, "UNKNOWN", Arc::clone(&self.shared))
-            .map_err(|e| DriverError::Internal(format!("cannot start a thread to watch ECS task {arn}: {e}")))?;
+        let previous_alloc = state.alloc_id.clone();
+        let location = state::Salvaged::of(&state);
+        let entry =
+            TaskEntry::spawn(identity.clone(), state, client, "UNKNOWN", Arc::clone(&self.shared)).map_err(|e| {
+                self.unrecovered_tasks().insert(identity.id.clone(), location);
+                DriverError::Internal(format!("cannot start a thread to watch ECS task {arn}: {e}"))
+            })?;
         {
             let mut tasks = self.tasks();
             if tasks.contains_key(&identity.id) {
@@ -986,23 +1073,15 @@ impl Driver {
             }
             tasks.insert(identity.id.clone(), Slot::Tracked(Arc::clone(&entry)));
         }
-        if let Some(cfg) = self.config().filter(|c| c.stream_logs) {
-            let td = entry.state.task_definition.clone();
-            self.start_log_tail(&entry, &td, &cfg);
+        self.unrecovered_tasks().remove(&identity.id);
+        if let Some(task) = seen {
+            entry.send(TaskMsg::Observed(Box::new(task)));
         }
-        // Nomad 1.1-1.9 hand a lost or drained allocation's task to its replacement through
+        // Nomad 1.1–1.9 hand a lost or drained allocation's task to its replacement through
         // RecoverTask: the tags follow, so that the sweep sees a live allocation.
-        let previous = entry
-            .state
-            .alloc_id
-            .clone()
-            .filter(|a| *a != identity.alloc_id && !identity.alloc_id.is_empty());
-        let message = match previous {
+        let took_over = previous_alloc.filter(|a| *a != identity.alloc_id && !identity.alloc_id.is_empty());
+        let message = match &took_over {
             Some(old) => {
-                let cfg = self.config();
-                if let Err(e) = retag(&entry.client, &arn, &identity, cfg_cluster_name(&cfg), &old, true) {
-                    log::warn!(task_id = identity.id.as_str(); "cannot re-tag ECS task {arn} to this allocation: {e}");
-                }
                 log::info!(task_id = identity.id.as_str(); "took over ECS task {arn} from allocation {old} (Nomad's handoff)");
                 format!("Took over ECS task {arn} from allocation {old}")
             }
@@ -1012,7 +1091,81 @@ impl Driver {
             .events
             .publish(entry.event(message, [("task_arn".to_string(), arn)].into_iter().collect()));
         self.shared.poller.poke();
+        let driver = Arc::clone(self);
+        let follow = Arc::clone(&entry);
+        let spawned = std::thread::Builder::new()
+            .name("recover-follow-up".into())
+            .stack_size(FOLLOW_UP_STACK)
+            .spawn(move || driver.after_recovery(&follow, reused, took_over));
+        if let Err(e) = spawned {
+            log::warn!(task_id = entry.identity.id.as_str(); "cannot start the thread that re-tags ECS task {} and tails its logs: {e}", entry.state.task_arn);
+        }
         Ok(())
+    }
+
+    /// A handle re-used for another task id (Nomad 1.1–1.9): its ECS task, if it still runs.
+    fn check_reused_handle(
+        &self,
+        client: &EcsClient,
+        state: &TaskState,
+        identity: &TaskIdentity,
+    ) -> Result<Task, DriverError> {
+        let arns = [state.task_arn.clone()];
+        let out = with_retries(RetryPolicy::within(REUSED_HANDLE_CHECK_DEADLINE), || {
+            client.describe_tasks_with_tags(&state.cluster, &arns)
+        })
+        .map_err(|e| {
+            self.unrecovered_tasks()
+                .insert(identity.id.clone(), state::Salvaged::of(state));
+            DriverError::Aws(e)
+        })?;
+        match out.tasks.into_iter().next() {
+            Some(t) if t.last_status != "STOPPED" && t.desired_status != "STOPPED" => Ok(t),
+            Some(t) => Err(DriverError::NotFound(format!(
+                "ECS task {} of this handle is {} (desired {}){}: there is nothing to re-attach to, so Nomad starts a new task",
+                t.task_arn,
+                t.last_status,
+                t.desired_status,
+                t.stopped_reason.as_deref().map(|r| format!(", stopped: {r}")).unwrap_or_default()
+            ))),
+            None => Err(DriverError::NotFound(format!(
+                "ECS does not know task {} in cluster {} any more: there is nothing to re-attach to, so Nomad starts a new task",
+                state.task_arn, state.cluster
+            ))),
+        }
+    }
+
+    /// What RecoverTask leaves to a thread: the tags of a handle re-used by another task id
+    /// (Nomad 1.1–1.9's restart or handoff), and the log tail, read from the task definition
+    /// ECS reports for the running task (a family-only reference may have a newer revision).
+    fn after_recovery(&self, entry: &Arc<TaskEntry>, reused: bool, took_over: Option<String>) {
+        let id = entry.identity.id.as_str();
+        let arn = &entry.state.task_arn;
+        if reused {
+            let cfg = self.config();
+            let old = took_over.as_deref().unwrap_or_default();
+            if let Err(e) = retag(
+                &entry.client,
+                arn,
+                &entry.identity,
+                cfg_cluster_name(&cfg),
+                old,
+                took_over.is_some(),
+            ) {
+                log::warn!(task_id = id; "cannot re-tag ECS task {arn} to this allocation: {e}");
+            }
+        }
+        if let Some(cfg) = self.config().filter(|c| c.stream_logs) {
+            let td = entry
+                .wait_observed(FIRST_OBSERVATION_WAIT)
+                .unwrap_or_else(|| entry.state.task_definition.clone());
+            // A task that ended while the plugin was away still has its last lines to show.
+            self.start_log_tail(entry, &td, &cfg);
+        }
+    }
+
+    fn unrecovered_tasks(&self) -> MutexGuard<'_, HashMap<String, state::Salvaged>> {
+        self.unrecovered.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Remembers the node Nomad runs this plugin on (TaskConfig.node_id, Nomad 1.6+), for the
@@ -1049,7 +1202,7 @@ impl Driver {
             entry.wait_exit(Duration::from_secs(5));
             return Ok(());
         }
-        if self.hand_over_instead_of_stop(&entry) {
+        if self.hand_over_instead_of_stop(&entry)? {
             entry.send(TaskMsg::Detach);
             entry.wait_exit(Duration::from_secs(5));
             return Ok(());
@@ -1061,17 +1214,8 @@ impl Driver {
         );
         let deadline = Instant::now() + timeout;
         entry.stop_requested.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.shared.events.publish(
-            entry.event(
-                "Stop requested",
-                [
-                    ("task_arn".to_string(), entry.state.task_arn.clone()),
-                    ("reason".to_string(), reason.clone()),
-                ]
-                .into_iter()
-                .collect(),
-            ),
-        );
+        // Nomad emits its own Killing event; ours would push older events out of its ten.
+        log::info!(task_id = id; "stopping ECS task {}: {reason}", entry.state.task_arn);
         let stop = with_retries(RetryPolicy::within(timeout.max(MIN_STOP_DEADLINE)), || {
             entry
                 .client
@@ -1094,70 +1238,96 @@ impl Driver {
             }
             self.shared.poller.poke();
         }
-        if entry.exit().is_some() {
-            return Ok(());
+        // ECS accepted the stop; it kills the containers after their stopTimeout, which is
+        // often longer than Nomad's kill_timeout. Nomad waits for WaitTask after a StopTask
+        // that succeeded (task_runner.go killTask/handleKill, v1.10.0): an error here would
+        // only make it retry and report leaked resources.
+        if entry.exit().is_none() {
+            log::info!(task_id = id; "ECS task {} is still {} {timeout:?} after StopTask; its exit reaches Nomad through WaitTask when ECS stops it",
+                entry.state.task_arn, entry.snapshot().last_status);
         }
-        let s = entry.snapshot();
-        Err(DriverError::StopTimeout(format!(
-            "ECS task {} is still {} {:?} after StopTask; ECS stops containers after their stopTimeout — Nomad will retry",
-            entry.state.task_arn, s.last_status, timeout
-        )))
+        Ok(())
     }
 
     /// At StopTask on Nomad 1.10+: true when the ECS task must keep running, because another
     /// allocation adopted it (this one was lost and came back), or because this allocation is
-    /// being drained and its replacement should adopt it (then the task is tagged with the end
-    /// of its handoff window, after which the sweep stops it if no one adopted it).
-    fn hand_over_instead_of_stop(&self, entry: &TaskEntry) -> bool {
-        let Some(cfg) = self.config() else { return false };
+    /// being drained off its node and its replacement should adopt it (then the task is tagged
+    /// with the end of its handoff window, after which the sweep stops it if no one adopted it).
+    ///
+    /// An error when the task's tags cannot be read: stopping it blindly could stop the task an
+    /// adopter runs, so Nomad retries the StopTask instead.
+    fn hand_over_instead_of_stop(&self, entry: &TaskEntry) -> Result<bool, DriverError> {
+        let Some(cfg) = self.config() else { return Ok(false) };
         let h = &cfg.handoff;
         let id = entry.identity.id.as_str();
         let arn = &entry.state.task_arn;
         let policy = || RetryPolicy::within(MIN_STOP_DEADLINE);
         if (h.adopt_lost || h.drain_handoff) && !entry.identity.alloc_id.is_empty() {
             let tasks = [arn.clone()];
-            match with_retries(policy(), || {
+            let out = with_retries(policy(), || {
                 entry.client.describe_tasks_with_tags(&entry.state.cluster, &tasks)
-            }) {
-                Ok(out) => {
-                    let owner = out
-                        .tasks
-                        .first()
-                        .and_then(|t| t.tag(handoff::TAG_ALLOC_ID))
-                        .map(str::to_string);
-                    if let Some(owner) = owner.filter(|o| *o != entry.identity.alloc_id) {
-                        log::info!(task_id = id; "not stopping ECS task {arn}: allocation {owner} adopted it");
-                        self.shared.events.publish(entry.event(
-                            format!("ECS task {arn} now belongs to allocation {owner}, which adopted it; not stopping it"),
-                            [("task_arn".to_string(), arn.clone()), ("adopted_by".to_string(), owner)].into_iter().collect(),
-                        ));
-                        return true;
-                    }
-                }
-                Err(e) => log::debug!(task_id = id; "cannot read the tags of ECS task {arn} before stopping it: {e}"),
+            })
+            .map_err(|e| {
+                log::warn!(task_id = id; "cannot read the tags of ECS task {arn} before stopping it, so not stopping it yet: {e}");
+                DriverError::Aws(e)
+            })?;
+            let owner = out
+                .tasks
+                .first()
+                .and_then(|t| t.tag(handoff::TAG_ALLOC_ID))
+                .map(str::to_string);
+            if let Some(owner) = owner.filter(|o| *o != entry.identity.alloc_id) {
+                log::info!(task_id = id; "not stopping ECS task {arn}: allocation {owner} adopted it");
+                self.shared.events.publish(
+                    entry.event(
+                        format!("ECS task {arn} now belongs to allocation {owner}, which adopted it; not stopping it"),
+                        [("task_arn".to_string(), arn.clone()), ("adopted_by".to_string(), owner)]
+                            .into_iter()
+                            .collect(),
+                    ),
+                );
+                return Ok(true);
             }
         }
         if !h.drain_handoff || h.reap_interval.is_zero() || h.reap_dry_run {
-            return false;
+            return Ok(false);
         }
         let link = self.nomad.get(&h.api);
         let Some(api) = link.api else {
             log::debug!(task_id = id; "no drain handoff check: Nomad API {}", link.status);
-            return false;
+            return Ok(false);
         };
-        match api.allocation(&entry.identity.alloc_id) {
-            Ok(Some(a)) if a.migrate => {}
-            Ok(_) => return false,
+        let alloc = match api.allocation(&entry.identity.alloc_id) {
+            Ok(Some(a)) if a.migrate => a,
+            Ok(_) => return Ok(false),
             Err(e) => {
                 log::warn!(task_id = id; "cannot tell from Nomad whether allocation {} is being drained, so stopping its ECS task: {e}", entry.identity.alloc_id);
-                return false;
+                return Ok(false);
+            }
+        };
+        // `nomad alloc stop` and `nomad job restart -reschedule` set the same migrate flag as a
+        // drain (nomad/alloc_endpoint.go Stop, v1.10.0) but mean "replace this task": only a
+        // node that is draining hands its tasks over. System jobs run one allocation per node
+        // (all at index 0): theirs are never handed over.
+        if handoff::is_per_node_job(&alloc.job_type) {
+            return Ok(false);
+        }
+        match api.node(&alloc.node_id) {
+            Ok(Some(n)) if n.draining => {}
+            Ok(_) => {
+                log::info!(task_id = id; "allocation {} is being stopped or rescheduled, not drained off its node: stopping its ECS task", entry.identity.alloc_id);
+                return Ok(false);
+            }
+            Err(e) => {
+                log::warn!(task_id = id; "cannot tell from Nomad whether node {} is draining, so stopping the ECS task of allocation {}: {e}", alloc.node_id, entry.identity.alloc_id);
+                return Ok(false);
             }
         }
         let until = SystemTime::now() + h.drain_handoff_window;
         let tag = [handoff::handoff_tag(until)];
         if let Err(e) = with_retries(policy(), || entry.client.tag_resource(arn, &tag)) {
             log::warn!(task_id = id; "cannot mark ECS task {arn} for adoption by the drained allocation's replacement, so stopping it: {e}");
-            return false;
+            return Ok(false);
         }
         let window = h.drain_handoff_window;
         log::info!(task_id = id; "allocation {} is being drained: left ECS task {arn} running for its replacement to adopt within {window:?}", entry.identity.alloc_id);
@@ -1167,7 +1337,7 @@ impl Driver {
             ),
             [("task_arn".to_string(), arn.clone()), ("handoff_until".to_string(), tag[0].1.clone())].into_iter().collect(),
         ));
-        true
+        Ok(true)
     }
 
     /// The sweep's scope (the node attribute `driver.ecs.sweep_scope`): None while the sweep
@@ -1447,7 +1617,13 @@ impl Driver {
     /// DestroyTask: forget the task; with `force` stop a still-running ECS task first.
     pub fn destroy_task(&self, id: &str, force: bool) -> Result<(), DriverError> {
         let entry = match self.tasks().get(id) {
-            None => return Ok(()),
+            None => {
+                let unrecovered = self.unrecovered_tasks().remove(id);
+                return match unrecovered {
+                    Some(task) if force => self.stop_unrecovered(id, &task),
+                    _ => Ok(()),
+                };
+            }
             Some(Slot::Starting) => return Err(DriverError::StillRunning(format!("task {id} is still starting"))),
             Some(Slot::Tracked(e)) => Arc::clone(e),
         };
@@ -1479,6 +1655,28 @@ impl Driver {
         self.shared.logs.finish(id);
         self.tasks().remove(id);
         Ok(())
+    }
+
+    /// DestroyTask(force) after a failed RecoverTask: the ECS task of that handle is stopped,
+    /// since Nomad goes on to start a new one.
+    fn stop_unrecovered(&self, id: &str, task: &state::Salvaged) -> Result<(), DriverError> {
+        let client = self
+            .client(&task.region, task.endpoint.as_deref())
+            .map_err(DriverError::Aws)?;
+        let reason = format!("Destroyed by Nomad: task {id} could not be re-attached after a restart");
+        match with_retries(RetryPolicy::within(DESTROY_STOP_DEADLINE), || {
+            client.stop_task(&task.cluster, &task.task_arn, &reason)
+        }) {
+            Ok(_) => {
+                log::info!(task_id = id; "stopped ECS task {} that could not be re-attached", task.task_arn);
+                Ok(())
+            }
+            Err(e) if is_task_gone(&e) => Ok(()),
+            Err(e) => {
+                log::error!(task_id = id; "could not stop ECS task {} that could not be re-attached ({e}); it may still be running: stop it by hand", task.task_arn);
+                Err(DriverError::Aws(e))
+            }
+        }
     }
 
     /// InspectTask.

@@ -35,6 +35,49 @@ pub struct TaskState {
     /// The allocation that started (or adopted) the task; a RecoverTask from another allocation
     /// is Nomad 1.1–1.9's handoff of a lost or drained allocation. Absent in older handles.
     pub alloc_id: Option<String>,
+    /// The Nomad task id the ECS task was started (or last recovered) for. A RecoverTask with
+    /// another id is Nomad 1.1–1.9's remote-task hook re-using an old handle (at a restart or a
+    /// handoff), not a plugin restart. Absent in older handles.
+    pub task_id: Option<String>,
+}
+
+/// Where a handle's ECS task lives, read leniently from a driver_state that cannot be fully
+/// decoded (a newer version, a damaged field): enough to stop the task rather than leak it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Salvaged {
+    pub task_arn: String,
+    pub cluster: String,
+    pub region: String,
+    pub endpoint: Option<String>,
+}
+
+impl Salvaged {
+    pub fn of(state: &TaskState) -> Salvaged {
+        Salvaged {
+            task_arn: state.task_arn.clone(),
+            cluster: state.cluster.clone(),
+            region: state.region.clone(),
+            endpoint: state.endpoint.clone(),
+        }
+    }
+
+    /// The task's location from any JSON object with non-empty `task_arn`, `cluster` and
+    /// `region` strings (and an optional `endpoint` string), whatever its version.
+    pub fn read(bytes: &[u8]) -> Option<Salvaged> {
+        let v: Value = serde_json::from_slice(bytes).ok()?;
+        let text = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        Some(Salvaged {
+            task_arn: text("task_arn")?,
+            cluster: text("cluster")?,
+            region: text("region")?,
+            endpoint: text("endpoint"),
+        })
+    }
 }
 
 impl TaskState {
@@ -55,6 +98,7 @@ impl TaskState {
                 n.ports.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()
             }),
             "alloc_id": self.alloc_id,
+            "task_id": self.task_id,
         })
         .to_string()
         .into_bytes()
@@ -113,6 +157,11 @@ impl TaskState {
                 Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
                 Some(_) => return Err("driver_state field `alloc_id` is not a non-empty string".into()),
             },
+            task_id: match v.get("task_id") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                Some(_) => return Err("driver_state field `task_id` is not a non-empty string".into()),
+            },
         })
     }
 }
@@ -159,6 +208,7 @@ mod tests {
                 ports: vec![("http".into(), 8080), ("metrics".into(), 9100)],
             }),
             alloc_id: Some("0a1b2c3d-1111-2222-3333-444455556666".into()),
+            task_id: Some("0a1b2c3d-1111-2222-3333-444455556666/web/9f8e7d6c".into()),
         }
     }
 
@@ -170,6 +220,7 @@ mod tests {
         no_endpoint.endpoint = None;
         no_endpoint.network = None;
         no_endpoint.alloc_id = None;
+        no_endpoint.task_id = None;
         assert_eq!(TaskState::decode(&no_endpoint.encode()).unwrap(), no_endpoint);
     }
 
@@ -203,6 +254,20 @@ mod tests {
             v["started_at_unix_nanos"] = json!(nanos);
             assert!(TaskState::decode(v.to_string().as_bytes()).is_err(), "{nanos}");
         }
+    }
+
+    #[test]
+    fn a_newer_handle_still_names_its_task() {
+        let newer = String::from_utf8(sample().encode())
+            .unwrap()
+            .replace("\"version\":1", "\"version\":7");
+        assert!(TaskState::decode(newer.as_bytes()).is_err());
+        assert_eq!(Salvaged::read(newer.as_bytes()), Some(Salvaged::of(&sample())));
+        assert_eq!(
+            Salvaged::read(b"{\"task_arn\":\"a\",\"cluster\":\"\",\"region\":\"r\"}"),
+            None
+        );
+        assert_eq!(Salvaged::read(b"not json"), None);
     }
 
     #[test]

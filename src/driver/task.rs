@@ -62,6 +62,13 @@ struct Inner {
     address: Option<String>,
     /// Port labels → container ports (from the task definition's portMappings).
     ports: Vec<(String, u16)>,
+    /// The task definition ARN ECS reports for the running task (known after the first
+    /// observation; a family-only reference in the handle may have moved on since).
+    task_definition_arn: Option<String>,
+    /// ECS described the task at least once since the entry was made.
+    observed: bool,
+    /// The task reached RUNNING (the event for it is published once).
+    was_running: bool,
 }
 
 /// A snapshot for InspectTask.
@@ -130,6 +137,10 @@ impl TaskEntry {
                 last_error: None,
                 address,
                 ports,
+                task_definition_arn: None,
+                observed: false,
+                // A recovered task ("UNKNOWN") was seen running before: no second event.
+                was_running: matches!(initial_status, "RUNNING" | "UNKNOWN"),
             }),
             cond: Condvar::new(),
             tx: tx.clone(),
@@ -198,6 +209,24 @@ impl TaskEntry {
             };
         }
         true
+    }
+
+    /// Blocks until ECS described the task once (or it ended, or `timeout` passed); then the
+    /// task definition ARN ECS reported, if any.
+    pub fn wait_observed(&self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lock();
+        while !g.observed && g.exit.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            g = match self.cond.wait_timeout(g, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        g.task_definition_arn.clone()
     }
 
     /// The ENI address seen so far.
@@ -325,21 +354,33 @@ fn watch(entry: Arc<TaskEntry>, rx: Receiver<TaskMsg>, shared: Arc<Shared>) {
 
 /// Applies one observation. Returns true when the task has ended.
 fn observe(entry: &TaskEntry, task: &Task, shared: &Shared) -> bool {
-    let changed = {
+    let (changed, first_running) = {
         let mut g = entry.lock();
         g.last_error = None;
         if let Some(addr) = task.private_ipv4() {
             g.address = Some(addr.to_string());
         }
+        if let Some(td) = &task.task_definition_arn {
+            g.task_definition_arn = Some(td.clone());
+        }
+        g.observed = true;
         let changed = g.last_status != task.last_status || g.desired_status != task.desired_status;
+        let first_running = task.last_status == "RUNNING" && !g.was_running;
+        g.was_running |= task.last_status == "RUNNING";
         g.last_status = task.last_status.clone();
         g.desired_status = task.desired_status.clone();
-        changed
+        (changed, first_running)
     };
+    entry.cond.notify_all();
     if task.last_status != "STOPPED" {
+        // Nomad keeps only the last 10 events of a task (task_runner.go appendTaskEvent), so
+        // ECS's intermediate statuses are log lines; reaching RUNNING is the one event.
         if changed {
+            log::debug!(task_id = entry.identity.id.as_str(); "ECS task {} is {} (desired {})", task.task_arn, task.last_status, task.desired_status);
+        }
+        if first_running {
             shared.events.publish(entry.event(
-                format!("ECS task is {} (desired {})", task.last_status, task.desired_status),
+                "ECS task is RUNNING",
                 annotations(&[
                     ("last_status", task.last_status.clone()),
                     ("desired_status", task.desired_status.clone()),

@@ -235,7 +235,6 @@ pub fn driver_error_status(e: &DriverError) -> RpcStatus {
         DriverError::StartFailed { recoverable, .. } => {
             status_with_recoverable(RpcStatusCode::FAILED_PRECONDITION, msg, *recoverable)
         }
-        DriverError::StopTimeout(_) => RpcStatus::with_message(RpcStatusCode::DEADLINE_EXCEEDED, msg),
         DriverError::BadHandle(_) => RpcStatus::with_message(RpcStatusCode::INVALID_ARGUMENT, msg),
         DriverError::Aws(a) => {
             let code = if a.is_transient() {

@@ -288,11 +288,16 @@ impl Plugin {
     }
 
     pub fn recover_task(&self, handle: &pb::TaskHandle) -> Result<(), RpcStatus> {
+        self.recover_task_within(handle, RPC_TIMEOUT)
+    }
+
+    /// RecoverTask with a deadline: DEADLINE_EXCEEDED when the plugin takes longer.
+    pub fn recover_task_within(&self, handle: &pb::TaskHandle, timeout: Duration) -> Result<(), RpcStatus> {
         let mut req = pb::RecoverTaskRequest::new();
         req.task_id = handle.config.id.clone();
         req.handle = Some(handle.clone()).into();
         self.client
-            .unary_call(&m::RECOVER_TASK, &req, Self::opt())
+            .unary_call(&m::RECOVER_TASK, &req, CallOption::default().timeout(timeout))
             .map(|_| ())
             .map_err(status)
     }

@@ -10,6 +10,7 @@ pub mod http_server;
 pub mod logmon;
 pub mod nomad_stand_in;
 pub mod proxy;
+pub mod task_runner;
 pub mod volume_hook;
 
 use std::time::Duration;

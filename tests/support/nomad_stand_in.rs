@@ -34,6 +34,8 @@ pub struct AllocSpec {
 #[derive(Debug, Clone)]
 struct NodeState {
     status: String,
+    /// A drain is under way (the node has a `DrainStrategy`).
+    draining: bool,
     /// `Drivers`: name → DriverInfo as JSON.
     drivers: BTreeMap<String, Value>,
 }
@@ -44,6 +46,8 @@ struct State {
     allocs: HashMap<String, (AllocSpec, bool, u64)>,
     nodes: BTreeMap<String, NodeState>,
     index: u64,
+    /// `Job.Type` by allocation (service when absent).
+    job_types: HashMap<String, String>,
 }
 
 pub struct NomadStandIn {
@@ -100,6 +104,7 @@ impl NomadStandIn {
             .entry(node_id.to_string())
             .or_insert_with(|| NodeState {
                 status: "ready".into(),
+                draining: false,
                 drivers: BTreeMap::new(),
             });
         let server = self.serve(Some(node_id.to_string()));
@@ -157,9 +162,49 @@ impl NomadStandIn {
         let mut s = self.state.lock().unwrap();
         let node = s.nodes.entry(node_id.to_string()).or_insert_with(|| NodeState {
             status: status.to_string(),
+            draining: false,
             drivers: BTreeMap::new(),
         });
         node.status = status.to_string();
+    }
+
+    /// A node drain as Nomad runs it: `nomad node drain -enable` gives the node a
+    /// `DrainStrategy` (nomad/node_endpoint.go UpdateDrain, v1.10.0), and the drainer marks the
+    /// node's allocations `DesiredTransition.Migrate` (nomad/drainer/drainer.go, v1.10.0; system
+    /// jobs' allocations are stopped at the end instead, draining_node.go). This marks the
+    /// given allocation and its node.
+    pub fn drain(&self, alloc_id: &str) {
+        let mut s = self.state.lock().unwrap();
+        let node_id = match s.allocs.get(alloc_id) {
+            Some((a, _, _)) => a.node_id.clone(),
+            None => panic!("stand-in: drain of unknown allocation {alloc_id}"),
+        };
+        s.nodes
+            .entry(node_id)
+            .or_insert_with(|| NodeState {
+                status: "ready".into(),
+                draining: false,
+                drivers: BTreeMap::new(),
+            })
+            .draining = true;
+        drop(s);
+        self.set_migrate(alloc_id, true);
+    }
+
+    /// `nomad alloc stop` (and `nomad job restart -reschedule`, which calls it): the
+    /// allocation gets `DesiredTransition.Migrate` and an eval, its node is not drained
+    /// (nomad/alloc_endpoint.go Stop, v1.10.0).
+    pub fn stop_alloc(&self, alloc_id: &str) {
+        self.set_migrate(alloc_id, true);
+    }
+
+    /// The type of the allocation's job (`Job.Type`: service unless set).
+    pub fn set_job_type(&self, alloc_id: &str, job_type: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .job_types
+            .insert(alloc_id.to_string(), job_type.to_string());
     }
 
     /// What a Nomad client does with a driver plugin's fingerprint: the driver manager turns
@@ -181,6 +226,7 @@ impl NomadStandIn {
         let mut s = self.state.lock().unwrap();
         let node = s.nodes.entry(node_id.to_string()).or_insert_with(|| NodeState {
             status: "ready".into(),
+            draining: false,
             drivers: BTreeMap::new(),
         });
         node.drivers.insert(driver.to_string(), info);
@@ -243,7 +289,10 @@ fn answer(s: &State, token: Option<&str>, region: &str, node: Option<&str>, req:
             None => (404, "alloc not found".into()),
             Some(_) if anonymous => (500, format!("Unknown allocation \"{id}\"")),
             Some((_, true, _)) => (500, "rpc error: stand-in: allocation unreadable".into()),
-            Some((a, false, modify)) => (200, alloc_json(a, *modify)),
+            Some((a, false, modify)) => {
+                let job_type = s.job_types.get(&id).map_or("service", String::as_str);
+                (200, alloc_json(a, *modify, job_type))
+            }
         };
     }
     if let Some(id) = path.strip_prefix("/v1/node/").map(decode) {
@@ -251,8 +300,12 @@ fn answer(s: &State, token: Option<&str>, region: &str, node: Option<&str>, req:
             _ if anonymous => denied,
             None => (404, "node not found".into()),
             Some(n) => {
+                let drain = n
+                    .draining
+                    .then(|| json!({"Deadline": 3_600_000_000_000_i64, "IgnoreSystemJobs": false, "ForceDeadline": "0001-01-01T00:00:00Z", "StartedAt": "2026-12-04T00:00:00Z"}));
                 let node = json!({"ID": id, "Name": format!("node-{id}"), "Status": n.status,
-                    "Drain": false, "SchedulingEligibility": "eligible", "Drivers": n.drivers});
+                    "Drain": n.draining, "DrainStrategy": drain,
+                    "SchedulingEligibility": if n.draining { "ineligible" } else { "eligible" }, "Drivers": n.drivers});
                 (200, node.to_string())
             }
         };
@@ -320,9 +373,10 @@ fn node_list(s: &State, query: &str) -> (u16, String) {
     (200, Value::Array(nodes).to_string())
 }
 
-fn alloc_json(a: &AllocSpec, modify_index: u64) -> String {
+fn alloc_json(a: &AllocSpec, modify_index: u64, job_type: &str) -> String {
     let mut v = json!({
         "ID": a.id, "Namespace": a.namespace, "EvalID": format!("eval-{}", a.id),
+        "Job": {"ID": a.job_id, "Name": a.job_id, "Namespace": a.namespace, "Type": job_type},
         "Name": format!("{}.{}[{}]", a.job_id, a.task_group, a.index),
         "NodeID": a.node_id, "JobID": a.job_id, "TaskGroup": a.task_group,
         "DesiredStatus": a.desired_status, "ClientStatus": a.client_status,
