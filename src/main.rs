@@ -1,8 +1,9 @@
 //! The `nomad-driver-ecs` binary: checks that a go-plugin host launched it, then serves the
 //! driver over go-plugin's gRPC protocol until the host asks it to shut down.
 //!
-//! `unsafe` is denied here and forbidden in the library; the one exception is ignoring
-//! SIGINT (below), which needs a libc call.
+//! `unsafe` is denied here and forbidden in the library; the two exceptions are ignoring
+//! SIGINT and ending the process after a panic without running destructors (below), which
+//! need libc calls.
 #![deny(unsafe_code)]
 
 use std::sync::Arc;
@@ -19,6 +20,10 @@ fn main() {
         std::process::exit(1);
     }
     plugin::log::init();
+    // Before any other thread exists: a panic anywhere but in an RPC's own worker ends the
+    // process, so that Nomad relaunches the plugin (see plugin::panic).
+    plugin::panic::install(exit_now);
+    plugin::panic::arm_test_panic_from_env();
     ignore_sigint();
     let driver = Arc::new(Driver::default());
     match plugin::serve(server::services(driver)) {
@@ -41,4 +46,14 @@ fn ignore_sigint() {
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
+}
+
+/// Ends the process at once with `code`: no destructors, no `atexit` handlers, no flushing of
+/// Rust's stdout buffer (the handshake line was flushed long before). Used by the panic hook,
+/// while other threads (gRPC's C core among them) still run and may hold what those handlers
+/// would tear down.
+#[allow(unsafe_code)]
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) has no preconditions; it does not return and touches no Rust state.
+    unsafe { libc::_exit(code) }
 }

@@ -262,8 +262,18 @@ fn exec_streaming_reads_the_setup_then_explains() {
     setup.tty = true;
     let mut req = pb::ExecTaskStreamingRequest::new();
     req.setup = Some(setup).into();
-    futures_executor::block_on(sink.send((req, grpcio::WriteFlags::default())))
-        .expect("the setup message is accepted (Nomad reports a failed send as EOF)");
+    // grpcio's send completes once the write is done, which may be after the server read the
+    // message and ended the call; then it reports the call's status. (Go's Send hands the
+    // message to the transport and returns; it fails only on a call that had already ended,
+    // which the pending read above rules out.) Either way the status must be ours.
+    match futures_executor::block_on(sink.send((req, grpcio::WriteFlags::default()))) {
+        Ok(()) => {}
+        Err(grpcio::Error::RpcFinished(Some(s))) => {
+            assert_eq!(s.code(), grpcio::RpcStatusCode::UNIMPLEMENTED, "{}", s.message());
+            assert!(s.message().contains(task_id), "names the task: {}", s.message());
+        }
+        Err(e) => panic!("sending the setup message failed: {e:?}"),
+    }
     match first_rx
         .recv_timeout(host::RPC_TIMEOUT)
         .expect("an answer after the setup")
@@ -370,4 +380,109 @@ fn broken_stdout_and_stderr_do_not_kill_the_plugin() {
         "plugin died on a broken pipe"
     );
     assert!(p.shutdown().is_some());
+}
+
+/// A plugin armed (through its test-only hook) to panic at `point`.
+fn launch_armed_to_panic(point: &str) -> Plugin {
+    Plugin::launch(&Launch::default().with_env(nomad_driver_ecs::plugin::panic::TEST_PANIC_ENV, point))
+}
+
+/// Polls until the process exits; fails the test if it has not within `timeout`.
+fn exit_status_within(p: &mut Plugin, timeout: Duration) -> std::process::ExitStatus {
+    host::eventually(timeout, "the plugin process to exit", || {
+        p.child.try_wait().expect("try_wait")
+    })
+}
+
+/// Waits for the hook's ERROR line about a panic on `thread` and returns it as JSON.
+fn panic_line(p: &Plugin, thread: &str) -> serde_json::Value {
+    host::eventually(Duration::from_secs(10), "the panic's ERROR line on stderr", || {
+        p.stderr_lines().iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["@level"] == "error" && v["thread"] == thread && v["@message"].as_str()?.contains("panic")).then_some(v)
+        })
+    })
+}
+
+/// A panic on the gRPC completion-queue thread would leave a live process that never answers
+/// again (and Nomad relaunches only a plugin that exits): the process must end, non-zero and
+/// promptly, saying why in an hclog ERROR line.
+#[test]
+fn a_panic_on_the_grpc_thread_ends_the_process() {
+    let mut p = launch_armed_to_panic("grpc-thread");
+    let r = p.client.unary_call(
+        &nomad_driver_ecs::nomad::methods::PLUGIN_INFO,
+        &nomad_driver_ecs::proto::base::PluginInfoRequest::new(),
+        CallOption::default().timeout(Duration::from_secs(10)),
+    );
+    assert!(r.is_err(), "PluginInfo answered although it panicked: {r:?}");
+    let status = exit_status_within(&mut p, Duration::from_secs(10));
+    assert_eq!(
+        status.code(),
+        Some(nomad_driver_ecs::plugin::panic::PANIC_EXIT_CODE),
+        "{status:?}"
+    );
+    let line = panic_line(&p, "grpc-0");
+    let msg = line["@message"].as_str().unwrap();
+    assert!(msg.contains("test-only panic at GrpcThread"), "{msg}");
+    assert!(msg.contains("the plugin exits"), "{msg}");
+    assert!(
+        line["location"].as_str().unwrap().starts_with("src/nomad/server.rs:"),
+        "{line}"
+    );
+    p.assert_hclog_stderr();
+}
+
+/// A panic in an RPC's own worker thread fails that RPC with INTERNAL (the caller does not
+/// hang) and the plugin keeps serving.
+#[test]
+fn a_panic_in_an_rpc_worker_fails_that_rpc_with_internal() {
+    let mut p = launch_armed_to_panic("rpc-worker");
+    let e = p
+        .destroy_task("5e1a4f6c-0a8b-4c2d-9e3f-7a6b5c4d3e2f/web/a1b2c3d4", true)
+        .unwrap_err();
+    assert_eq!(e.code(), grpcio::RpcStatusCode::INTERNAL, "{}", e.message());
+    assert!(
+        e.message().contains("panicked while answering destroy"),
+        "{}",
+        e.message()
+    );
+    assert!(e.message().contains("test-only panic at RpcWorker"), "{}", e.message());
+    let line = panic_line(&p, "rpc-destroy");
+    assert!(line["@message"].as_str().unwrap().contains("INTERNAL"), "{line}");
+    // Still serving, on the gRPC thread and on new workers.
+    assert_eq!(p.plugin_info().name, "ecs");
+    let e = p.stop_task("a/b/c", Duration::from_secs(1), "").unwrap_err();
+    assert_eq!(e.code(), grpcio::RpcStatusCode::INTERNAL);
+    assert!(p.child.try_wait().unwrap().is_none(), "the plugin exited");
+    p.assert_hclog_stderr();
+    assert!(p.shutdown().is_some());
+}
+
+/// A panic on a background thread (here the fingerprint stream's; a task's watcher thread
+/// falls under the same rule) ends the process, so Nomad relaunches the plugin and
+/// re-attaches its tasks, instead of leaving that work silently undone.
+#[test]
+fn a_panic_on_a_background_thread_ends_the_process() {
+    let mut p = launch_armed_to_panic("background-thread");
+    let fingerprints = p.fingerprint();
+    let status = exit_status_within(&mut p, Duration::from_secs(10));
+    assert_eq!(
+        status.code(),
+        Some(nomad_driver_ecs::plugin::panic::PANIC_EXIT_CODE),
+        "{status:?}"
+    );
+    // The stream ends with an error (the process is gone), never with a fingerprint.
+    if let Ok(Ok(fp)) = fingerprints.recv_timeout(Duration::from_secs(10)) {
+        panic!("a fingerprint although its thread panicked: {fp:?}");
+    }
+    let line = panic_line(&p, "fingerprint");
+    assert!(
+        line["@message"]
+            .as_str()
+            .unwrap()
+            .contains("test-only panic at BackgroundThread"),
+        "{line}"
+    );
+    p.assert_hclog_stderr();
 }

@@ -37,7 +37,10 @@ pub fn services(driver: Arc<Driver>) -> Vec<Service> {
 
 fn base_service(driver: Arc<Driver>) -> Service {
     ServiceBuilder::new()
-        .add_unary_handler(&m::PLUGIN_INFO, |ctx, _req, sink| reply(&ctx, sink, Ok(plugin_info())))
+        .add_unary_handler(&m::PLUGIN_INFO, |ctx, _req, sink| {
+            crate::plugin::panic::test_panic_point(crate::plugin::panic::TestPanicPoint::GrpcThread);
+            reply(&ctx, sink, Ok(plugin_info()))
+        })
         .add_unary_handler(&m::CONFIG_SCHEMA, |ctx, _req, sink| {
             let mut r = pbb::ConfigSchemaResponse::new();
             r.spec = Some(spec::plugin_config_spec()).into();
@@ -143,6 +146,7 @@ fn driver_service(driver: Arc<Driver>) -> Service {
                 .name("fingerprint".into())
                 .stack_size(STREAM_THREAD_STACK)
                 .spawn(move || loop {
+                    crate::plugin::panic::test_panic_point(crate::plugin::panic::TestPanicPoint::BackgroundThread);
                     let fp = driver.fingerprint();
                     if tx.unbounded_send(Ok(convert::fingerprint(&fp))).is_err() {
                         return;

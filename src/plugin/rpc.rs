@@ -1,8 +1,10 @@
 //! Small glue over grpcio shared by every service: method descriptors for protobuf messages,
 //! and replying from a plain thread (grpcio handlers must not block their completion queue).
 
+use crate::plugin::panic;
 use futures_channel::{mpsc, oneshot};
 use futures_util::{FutureExt, SinkExt, StreamExt};
+
 use grpcio::{Marshaller, Method, MethodType, RpcContext, RpcStatus, ServerStreamingSink, UnarySink, WriteFlags};
 
 /// A method descriptor for protobuf request/response types.
@@ -38,7 +40,8 @@ pub fn reply<T: Send + 'static>(ctx: &RpcContext<'_>, sink: UnarySink<T>, result
 }
 
 /// Runs `work` on its own thread (it may block: AWS calls, waiting for a task) and completes
-/// the unary call with its result.
+/// the unary call with its result. A panic in `work` is contained (see [`crate::plugin::panic`]):
+/// it is logged, the call fails with INTERNAL naming it, and the plugin keeps serving.
 pub fn reply_blocking<T, F>(ctx: &RpcContext<'_>, sink: UnarySink<T>, name: &'static str, work: F)
 where
     T: Send + 'static,
@@ -46,7 +49,12 @@ where
 {
     let (tx, rx) = oneshot::channel();
     let spawned = std::thread::Builder::new().name(format!("rpc-{name}")).spawn(move || {
-        let _ = tx.send(work());
+        let outcome = panic::contain(|| {
+            panic::test_panic_point(panic::TestPanicPoint::RpcWorker);
+            work()
+        });
+        let result = outcome.unwrap_or_else(|msg| Err(panicked_status(name, &msg)));
+        let _ = tx.send(result);
     });
     if let Err(e) = spawned {
         reply(
@@ -60,6 +68,14 @@ where
         return;
     }
     reply_later(ctx, sink, rx);
+}
+
+/// The status of a call whose work panicked.
+pub fn panicked_status(name: &str, msg: &str) -> RpcStatus {
+    RpcStatus::with_message(
+        grpcio::RpcStatusCode::INTERNAL,
+        format!("the plugin panicked while answering {name} (a bug; please report it): {msg}"),
+    )
 }
 
 /// Completes a unary call once `rx` yields (dropped sender → INTERNAL).
