@@ -317,3 +317,42 @@ fn nomads_own_events_survive_a_tasks_whole_life() {
     assert!(list.contains("Task Setup"), "{:?}", list.events);
     assert!(from_driver.len() <= 3, "{from_driver:?}");
 }
+
+/// An older handle names the task definition as the job did, maybe by family only, whose latest
+/// revision may have moved on. A recovered task's log tail reads the definition ECS says the
+/// task runs, never the family's latest.
+#[test]
+fn a_recovered_task_reads_the_definition_it_runs_not_the_familys_latest() {
+    let mut w = World::new("nc-family");
+    let (cfg, handle, arn) = w.start("c8000000-0000-4000-8000-000000000008", "web");
+    let running = w
+        .emu
+        .tasks("nc-family")
+        .into_iter()
+        .find(|t| t["arn"] == arn.as_str())
+        .and_then(|t| t["task_definition_arn"].as_str().map(str::to_string))
+        .expect("the emulator names the task's definition");
+    let mut old_style = persisted(&handle);
+    let mut state: serde_json::Value = serde_json::from_slice(&old_style.driver_state).unwrap();
+    assert_eq!(
+        state["task_definition"],
+        running.as_str(),
+        "a new handle pins the revision"
+    );
+    state["task_definition"] = json!("my-task-definition");
+    old_style.driver_state = state.to_string().into_bytes();
+    let old = std::mem::replace(&mut w.plugin, Plugin::launch(&Launch::test_credentials()));
+    old.kill();
+    w.emu.post("/_test/calls/reset", json!({}));
+    w.plugin = relaunch(&w);
+    w.plugin.recover_task(&old_style).expect("RecoverTask");
+    let asked = host::eventually(WAIT, "the log tail to read the task definition", || {
+        let r = w.emu.requests("DescribeTaskDefinition");
+        (!r.is_empty()).then_some(r)
+    });
+    assert!(
+        asked.iter().all(|r| r["taskDefinition"] == running.as_str()),
+        "read {asked:?}, the task runs {running}"
+    );
+    assert!(w.plugin.inspect_task(&cfg.id).is_ok());
+}
