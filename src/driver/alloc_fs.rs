@@ -345,6 +345,32 @@ pub fn open_fifo_for_write(path: &Path, alloc_dir: &Path) -> Result<File, FsErro
     Ok(file)
 }
 
+/// Whether the FIFO that `writer` (an open write end) belongs to has a reader now. Probed with
+/// a second write-only, non-blocking open of the same inode (through `/proc/self/fd`, so no
+/// name is looked up again), closed at once: it fails with `ENXIO` exactly when no process has
+/// the FIFO open for reading. Nothing is written, nothing blocks, and since the caller already
+/// holds a write end, no reader is waiting in `open` for the probe to wake it.
+pub fn has_reader(writer: &File) -> Result<bool, FsError> {
+    let at = fd_path(writer);
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&at)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(false),
+        Err(e) => Err(io_error(&at, e)),
+    }
+}
+
+/// The allocation directory Nomad named is gone (removed by Nomad's garbage collection): no
+/// reader of its FIFOs will ever come back. An empty path (none given) is never gone; any error
+/// but "not found" does not count as gone.
+pub fn is_gone(alloc_dir: &Path) -> bool {
+    !alloc_dir.as_os_str().is_empty()
+        && matches!(std::fs::symlink_metadata(alloc_dir), Err(e) if e.kind() == io::ErrorKind::NotFound)
+}
+
 /// The task's own directory on the host, `<alloc_dir>/<task>`: Nomad makes it before
 /// StartTask, and no task of the allocation can reach it (docker and exec tasks get only the
 /// shared `<alloc_dir>/alloc` and their own task directory). `task` must be a plain name.
@@ -401,6 +427,23 @@ mod tests {
         let mut w = open_fifo_for_write(&p, Path::new("")).unwrap();
         w.write_all(b"again\n").unwrap();
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn has_reader_follows_the_read_side_and_is_gone_only_when_removed() {
+        let d = alloc_dir("hasreader");
+        let p = fifo_path(&d);
+        mkfifo(&p);
+        let r = reader(&p);
+        let w = open_fifo_for_write(&p, &d).unwrap();
+        assert!(has_reader(&w).unwrap());
+        drop(r);
+        assert!(!has_reader(&w).unwrap(), "the reader closed");
+        let _r2 = reader(&p);
+        assert!(has_reader(&w).unwrap(), "a new reader");
+        assert!(!is_gone(&d) && !is_gone(Path::new("")));
+        let _ = std::fs::remove_dir_all(&d);
+        assert!(is_gone(&d));
     }
 
     #[test]

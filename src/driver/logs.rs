@@ -262,8 +262,9 @@ enum Sink {
     Discard,
 }
 
-/// A task's FIFO, written without ever blocking, opened only when it is a FIFO
-/// ([`alloc_fs::open_fifo_for_write`]).
+/// A FIFO, written without ever blocking, opened only when it is a FIFO
+/// ([`alloc_fs::open_fifo_for_write`]). One per FIFO path, shared by every task entry that
+/// names that path (a task restarted in place by Nomad gets a new task id and the same FIFOs).
 struct Writer {
     which: Which,
     sink: Sink,
@@ -276,6 +277,10 @@ struct Writer {
     refusal: Option<String>,
     /// The last error that may pass (logged when it changes, not every second).
     last_error: Option<String>,
+    /// The last write found no reader (`EPIPE`): logmon is being restarted, or is gone.
+    no_reader: bool,
+    /// When to look again whether a held FIFO still has a reader, or its directory is gone.
+    next_probe: Instant,
 }
 
 impl Writer {
@@ -288,16 +293,19 @@ impl Writer {
                 alloc_dir: PathBuf::from(alloc_dir),
             }
         };
+        let now = Instant::now();
         Writer {
             which,
             sink,
             file: None,
             pending: Vec::new(),
-            next_open: Instant::now(),
+            next_open: now,
             cap,
             dropped: 0,
             refusal: None,
             last_error: None,
+            no_reader: false,
+            next_probe: now,
         }
     }
 
@@ -336,6 +344,7 @@ impl Writer {
             Ok(f) => {
                 self.file = Some(f);
                 self.last_error = None;
+                self.no_reader = false;
             }
             // No FIFO yet, or no reader yet (logmon restarts): try again in a second.
             Err(e) if e.is_not_ready() => self.next_open = Instant::now() + REOPEN_EVERY,
@@ -358,20 +367,26 @@ impl Writer {
         }
     }
 
-    /// Writes what it can now. True when nothing is left pending.
+    /// Writes what it can now (never opens). True when nothing is left pending. A write that
+    /// finds no reader keeps the FIFO open: what the pipe holds stays there for the next reader
+    /// (logmon restarting opens its reader again), and the bytes not written stay pending.
     fn flush(&mut self) -> bool {
-        self.open();
         while !self.pending.is_empty() {
             let Some(f) = self.file.as_mut() else { return false };
             match f.write(&self.pending) {
                 Ok(0) => return false,
                 Ok(n) => {
                     self.pending.drain(..n);
+                    self.no_reader = false;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    // The reader went away (EPIPE): reopen later, keep the bytes.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    self.no_reader = true;
+                    return false;
+                }
+                Err(e) => {
+                    log::debug!("writing the task's {} FIFO: {e}; opening it again", self.which.name());
                     self.file = None;
                     self.next_open = Instant::now() + REOPEN_EVERY;
                     return false;
@@ -379,6 +394,41 @@ impl Writer {
             }
         }
         true
+    }
+
+    /// The task instance writing here ended (its exit is about to reach Nomad): writes what it
+    /// can and closes the FIFO, so that logmon's copy loop ends now and the next start of the
+    /// task, if any, starts it again. A FIFO never opened is opened and closed once, which lets
+    /// a logmon still waiting in `open` go (otherwise Nomad waits 2 s per FIFO at the task's
+    /// stop, and warns). Bytes not written stay pending.
+    fn release(&mut self) {
+        self.flush();
+        if self.file.take().is_some() {
+            return;
+        }
+        if let Sink::Fifo { path, alloc_dir } = &self.sink {
+            match alloc_fs::open_fifo_for_write(path, alloc_dir) {
+                Ok(f) => drop(f),
+                Err(e) => log::debug!("not releasing the task's {} FIFO: {e}", self.which.name()),
+            }
+        }
+    }
+
+    /// For a FIFO held by no running task: has its reader gone (logmon stopped or closed it),
+    /// or its allocation directory? Looked at most every second.
+    fn reader_gone(&mut self, now: Instant) -> bool {
+        if self.no_reader {
+            return true;
+        }
+        if now < self.next_probe {
+            return false;
+        }
+        self.next_probe = now + REOPEN_EVERY;
+        let gone = matches!(&self.sink, Sink::Fifo { alloc_dir, .. } if alloc_fs::is_gone(alloc_dir));
+        gone || self
+            .file
+            .as_ref()
+            .is_some_and(|f| matches!(alloc_fs::has_reader(f), Ok(false)))
     }
 }
 
@@ -409,14 +459,250 @@ struct Stream {
     backoff: Duration,
 }
 
+/// One task instance (one Nomad task id) of the tail.
 struct Tailed {
-    stdout: Writer,
-    stderr: Writer,
+    /// The FIFOs it writes (keys of [`Tail::fifos`]); None: nowhere (no path, `/dev/null`).
+    stdout: Option<PathBuf>,
+    stderr: Option<PathBuf>,
+    alloc_dir: PathBuf,
+    /// Registered without logs (`stream_logs = false`): nothing written, only its FIFOs held
+    /// while it runs and let go when it ends.
+    quiet: bool,
     streams: Vec<Stream>,
     positions: Option<PositionStore>,
     saved: BTreeMap<String, Position>,
+    /// When it finished: its streams are read until then (CloudWatch ingests with a delay).
     stop_at: Option<Instant>,
+    /// When to look again whether its allocation directory is still there.
+    next_gone_check: Instant,
     notify: Notify,
+}
+
+impl Tailed {
+    fn running(&self) -> bool {
+        self.stop_at.is_none()
+    }
+
+    fn writes(&self, path: &Path) -> bool {
+        self.stdout.as_deref() == Some(path) || self.stderr.as_deref() == Some(path)
+    }
+}
+
+/// What the tail's thread and the RPCs share: the task instances, and the FIFO writers by path.
+///
+/// How a FIFO is held follows Nomad's logmon (`client/logmon/logmon.go`, the same from v1.9.7
+/// to v2.0.x): logmon's copy loop for a FIFO ends when the last writer closes it, and it opens
+/// the FIFO again only when Nomad (re)starts the task (its prestart hook) and a loop has ended;
+/// at the task's final stop it waits up to 2 s for each loop to end, and warns about a FIFO
+/// never opened. So:
+/// - a FIFO is open while any task instance writing it runs (a new instance of the same task
+///   shares the writer: no close between two instances, the loop goes on);
+/// - when an instance ends and no other running one writes its FIFOs, they are closed before
+///   its exit reaches Nomad ([`LogTail::finish`]), so the loop ends before any restart's
+///   prestart and that restart starts it again (a FIFO never opened is opened and closed once);
+/// - lines that come later (the drain window) open it again; once open that way it is closed
+///   only when its reader goes (logmon stopped) or its allocation directory does, never while a
+///   reader may be a new loop waiting for the next instance;
+/// - an instance is forgotten when its drain window is over, or its allocation directory is gone.
+#[derive(Default)]
+struct Tail {
+    tasks: HashMap<String, Tailed>,
+    fifos: HashMap<PathBuf, Writer>,
+}
+
+/// The key of a FIFO path in [`Tail::fifos`]; None for no path or `/dev/null`.
+fn fifo_key(path: &str) -> Option<PathBuf> {
+    (!path.is_empty() && path != DEV_NULL).then(|| PathBuf::from(path))
+}
+
+impl Tail {
+    /// Does a running task instance write `path`?
+    fn running_writer(&self, path: &Path) -> bool {
+        self.tasks.values().any(|t| t.running() && t.writes(path))
+    }
+
+    fn register(&mut self, r: Registration, quiet: bool) {
+        let now = Instant::now();
+        let stdout = fifo_key(&r.stdout_path);
+        let stderr = fifo_key(&r.stderr_path);
+        for (path, which, cap) in [
+            (&stdout, Which::Stdout, STDOUT_BUFFER),
+            (&stderr, Which::Stderr, STDERR_BUFFER),
+        ] {
+            let Some(p) = path else { continue };
+            match self.fifos.get_mut(p) {
+                // Shared with an earlier instance of the task: open it now if it is not.
+                Some(w) if !w.discards() => w.next_open = now,
+                // New, or refused for an earlier instance: looked at afresh.
+                _ => {
+                    let w = Writer::new(which, &p.to_string_lossy(), &r.alloc_dir, cap);
+                    self.fifos.insert(p.clone(), w);
+                }
+            }
+        }
+        let mut sources = r.streams;
+        if (stdout.is_none() || quiet) && !sources.is_empty() {
+            // Logs disabled (Nomad's /dev/null) or no path: nothing to read the streams for.
+            log::debug!(task_id = r.task_id.as_str(); "stdout path {:?}: not reading the task's CloudWatch Logs streams", r.stdout_path);
+            sources.clear();
+        }
+        let positions = if sources.is_empty() {
+            None
+        } else {
+            PositionStore::new(&r.alloc_dir, &r.task_name)
+        };
+        let saved: HashMap<String, Position> = positions.as_ref().map(PositionStore::load).unwrap_or_default();
+        let streams = sources
+            .into_iter()
+            .map(|(source, client)| {
+                let pos = saved.get(&source.stream).cloned().unwrap_or_default();
+                Stream {
+                    source,
+                    client,
+                    fetched: pos.clone(),
+                    written: pos,
+                    due: now,
+                    backoff: Duration::ZERO,
+                }
+            })
+            .collect();
+        self.tasks.insert(
+            r.task_id,
+            Tailed {
+                stdout,
+                stderr,
+                alloc_dir: PathBuf::from(&r.alloc_dir),
+                quiet,
+                streams,
+                positions,
+                saved: saved.into_iter().collect(),
+                stop_at: None,
+                next_gone_check: now + REOPEN_EVERY,
+                notify: r.notify,
+            },
+        );
+    }
+
+    fn finish(&mut self, task_id: &str) {
+        let Some(t) = self.tasks.get_mut(task_id) else { return };
+        if t.stop_at.is_some() {
+            return;
+        }
+        t.stop_at = Some(Instant::now() + DRAIN_AFTER_STOP);
+        let paths: Vec<PathBuf> = [t.stdout.clone(), t.stderr.clone()].into_iter().flatten().collect();
+        for p in paths {
+            if !self.running_writer(&p) {
+                if let Some(w) = self.fifos.get_mut(&p) {
+                    w.release();
+                }
+            }
+        }
+    }
+
+    /// A lifecycle line for the task's stderr FIFO.
+    fn lifecycle(&mut self, ev: &TaskEvent) {
+        let Some(t) = self.tasks.get(&ev.task_id) else { return };
+        if t.quiet {
+            return;
+        }
+        if let Some(w) = t.stderr.as_ref().and_then(|p| self.fifos.get_mut(p)) {
+            w.push(lifecycle_line(ev).as_bytes());
+        }
+    }
+
+    /// Nothing to do: the thread may sleep longer.
+    fn is_idle(&self) -> bool {
+        self.tasks.is_empty() && self.fifos.is_empty()
+    }
+
+    /// One round without CloudWatch: opens, writes and lets go of FIFOs, saves positions,
+    /// forgets ended instances. Returns the refusals to publish as task events.
+    fn settle(&mut self, now: Instant) -> Vec<(Notify, String)> {
+        let Tail { tasks, fifos } = self;
+        let running: Vec<PathBuf> = tasks
+            .values()
+            .filter(|t| t.running())
+            .flat_map(|t| [t.stdout.clone(), t.stderr.clone()])
+            .flatten()
+            .collect();
+        let mut refused: Vec<(Notify, String)> = Vec::new();
+        for (path, w) in fifos.iter_mut() {
+            let held_by_running = running.contains(path);
+            if held_by_running || !w.pending.is_empty() {
+                w.open();
+            }
+            w.flush();
+            if !held_by_running && w.file.is_some() && w.reader_gone(now) {
+                w.file = None;
+            }
+            if let Some(why) = w.refusal.take() {
+                let writers = tasks.iter().filter(|(_, t)| t.writes(path));
+                for (id, t) in writers {
+                    if t.quiet {
+                        log::debug!(task_id = id.as_str(); "{why}");
+                    } else {
+                        log::warn!(task_id = id.as_str(); "{why}");
+                        refused.push((Arc::clone(&t.notify), why.clone()));
+                    }
+                }
+            }
+            if w.dropped > 0 {
+                log::warn!("dropped {} lines nobody read from {}", w.dropped, path.display());
+                w.dropped = 0;
+            }
+        }
+        let mut done = Vec::new();
+        for (id, t) in tasks.iter_mut() {
+            let out = t.stdout.as_ref().and_then(|p| fifos.get(p));
+            if out.is_none_or(Writer::discards) && !t.streams.is_empty() {
+                // The stdout path was refused: the streams have nowhere to go.
+                t.streams.clear();
+                t.positions = None;
+            }
+            if out.is_some_and(|w| w.pending.is_empty()) {
+                for s in &mut t.streams {
+                    s.written = s.fetched.clone();
+                }
+                let current: BTreeMap<String, Position> = t
+                    .streams
+                    .iter()
+                    .map(|s| (s.source.stream.clone(), s.written.clone()))
+                    .collect();
+                if current != t.saved {
+                    if let Some(p) = &mut t.positions {
+                        if p.save_when_due(&current, id) {
+                            t.saved = current;
+                        }
+                    }
+                }
+            }
+            if t.stop_at.is_some_and(|at| now >= at) {
+                done.push(id.clone());
+            } else if now >= t.next_gone_check {
+                t.next_gone_check = now + REOPEN_EVERY;
+                if alloc_fs::is_gone(&t.alloc_dir) {
+                    log::debug!(task_id = id.as_str(); "allocation directory {} is gone: not tailing the task any more", t.alloc_dir.display());
+                    done.push(id.clone());
+                }
+            }
+        }
+        for id in done {
+            tasks.remove(&id);
+        }
+        // A FIFO no instance writes any more is kept only while it is open and read (see above).
+        fifos.retain(|path, w| {
+            let keep = tasks.values().any(|t| t.writes(path)) || (w.file.is_some() && !w.reader_gone(now));
+            if !keep && !w.pending.is_empty() {
+                log::debug!(
+                    "{} bytes for {} not written: nobody reads it any more",
+                    w.pending.len(),
+                    path.display()
+                );
+            }
+            keep
+        });
+        refused
+    }
 }
 
 /// Publishes a task event for one task (e.g. "stdout path ... is not a FIFO").
@@ -440,7 +726,7 @@ pub struct Registration {
 
 /// The tail: one thread for all tasks, started with the first task that needs it.
 pub struct LogTail {
-    tasks: Mutex<HashMap<String, Tailed>>,
+    tasks: Mutex<Tail>,
     interval: Mutex<Duration>,
     started: std::sync::Once,
 }
@@ -448,7 +734,7 @@ pub struct LogTail {
 impl LogTail {
     pub fn new() -> Arc<LogTail> {
         Arc::new(LogTail {
-            tasks: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Tail::default()),
             interval: Mutex::new(Duration::from_secs(2)),
             started: std::sync::Once::new(),
         })
@@ -469,74 +755,54 @@ impl LogTail {
         });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tailed>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tail> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts tailing a task (again, after a restart: resuming from its position file);
-    /// lifecycle lines come from `events`.
+    /// lifecycle lines come from `events`. Its FIFOs are opened at once (shared with an
+    /// earlier instance of the same task that writes the same paths).
     pub fn register(self: &Arc<Self>, r: Registration, events: &EventBus) {
         self.ensure_started(events);
         if let Ok(mut i) = self.interval.lock() {
             *i = r.interval;
         }
-        let stdout = Writer::new(Which::Stdout, &r.stdout_path, &r.alloc_dir, STDOUT_BUFFER);
-        let stderr = Writer::new(Which::Stderr, &r.stderr_path, &r.alloc_dir, STDERR_BUFFER);
-        let mut sources = r.streams;
-        if stdout.discards() && !sources.is_empty() {
-            // Logs disabled (Nomad's /dev/null) or no path: nothing to read the streams for.
-            log::debug!(task_id = r.task_id.as_str(); "stdout path {:?}: not reading the task's CloudWatch Logs streams", r.stdout_path);
-            sources.clear();
+        self.lock().register(r, false);
+    }
+
+    /// A task whose logs are not streamed (`stream_logs = false`): nothing is read or written
+    /// for it, but its FIFOs are held while it runs and closed when it finishes, so Nomad's
+    /// logmon is never left waiting for a writer that never comes (2 s and a warning per FIFO
+    /// at every stop). `/dev/null` paths (logs disabled) are left alone.
+    pub fn register_quiet(
+        self: &Arc<Self>,
+        task_id: &str,
+        alloc_dir: &str,
+        stdout_path: &str,
+        stderr_path: &str,
+        events: &EventBus,
+    ) {
+        if fifo_key(stdout_path).is_none() && fifo_key(stderr_path).is_none() {
+            return;
         }
-        let positions = if sources.is_empty() {
-            None
-        } else {
-            PositionStore::new(&r.alloc_dir, &r.task_name)
+        self.ensure_started(events);
+        let r = Registration {
+            task_id: task_id.to_string(),
+            task_name: String::new(),
+            alloc_dir: alloc_dir.to_string(),
+            stdout_path: stdout_path.to_string(),
+            stderr_path: stderr_path.to_string(),
+            streams: Vec::new(),
+            interval: Duration::from_secs(2),
+            notify: Arc::new(|_| {}),
         };
-        let saved: HashMap<String, Position> = positions.as_ref().map(PositionStore::load).unwrap_or_default();
-        let now = Instant::now();
-        let streams = sources
-            .into_iter()
-            .map(|(source, client)| {
-                let pos = saved.get(&source.stream).cloned().unwrap_or_default();
-                Stream {
-                    source,
-                    client,
-                    fetched: pos.clone(),
-                    written: pos,
-                    due: now,
-                    backoff: Duration::ZERO,
-                }
-            })
-            .collect();
-        let saved = saved.into_iter().collect();
-        self.lock().insert(
-            r.task_id,
-            Tailed {
-                stdout,
-                stderr,
-                streams,
-                positions,
-                saved,
-                stop_at: None,
-                notify: r.notify,
-            },
-        );
+        self.lock().register(r, true);
     }
 
-    /// The task stopped: read its streams a little longer, then let it go.
+    /// The task stopped (call before its exit reaches Nomad): its FIFOs are closed now unless
+    /// another running instance writes them, and its streams are read a little longer.
     pub fn finish(&self, task_id: &str) {
-        if let Some(t) = self.lock().get_mut(task_id) {
-            t.stop_at.get_or_insert(Instant::now() + DRAIN_AFTER_STOP);
-        }
-    }
-
-    /// Forget the task now, writing what can be written.
-    fn remove(&self, task_id: &str) {
-        if let Some(mut t) = self.lock().remove(task_id) {
-            t.stdout.flush();
-            t.stderr.flush();
-        }
+        self.lock().finish(task_id);
     }
 }
 
@@ -547,9 +813,7 @@ fn run(tail: std::sync::Weak<LogTail>, mut events: futures_channel::mpsc::Unboun
         let Some(tail) = tail.upgrade() else { return };
         // Lifecycle lines to the stderr FIFOs.
         while let Ok(ev) = events.try_recv() {
-            if let Some(t) = tail.lock().get_mut(&ev.task_id) {
-                t.stderr.push(lifecycle_line(&ev).as_bytes());
-            }
+            tail.lock().lifecycle(&ev);
         }
         let interval = tail.interval.lock().map(|i| *i).unwrap_or(Duration::from_secs(2));
         // Pick the due streams without holding the lock across HTTP calls.
@@ -560,9 +824,17 @@ fn run(tail: std::sync::Weak<LogTail>, mut events: futures_channel::mpsc::Unboun
         }
         let mut work: Vec<(String, usize, Arc<LogsClient>, LogSource, Position)> = Vec::new();
         {
-            let mut tasks = tail.lock();
+            let mut guard = tail.lock();
+            let Tail { tasks, fifos } = &mut *guard;
             for (id, t) in tasks.iter_mut() {
-                let paused = t.stdout.pending.len() >= STDOUT_BUFFER;
+                if t.stop_at.is_some_and(|at| now >= at) {
+                    continue;
+                }
+                let paused = t
+                    .stdout
+                    .as_ref()
+                    .and_then(|p| fifos.get(p))
+                    .is_some_and(|w| w.pending.len() >= STDOUT_BUFFER);
                 for (i, s) in t.streams.iter_mut().enumerate() {
                     if !paused && s.due <= now && calls_in_window + (work.len() as u32) < MAX_CALLS_PER_SEC {
                         s.due = now + interval.max(s.backoff);
@@ -580,7 +852,8 @@ fn run(tail: std::sync::Weak<LogTail>, mut events: futures_channel::mpsc::Unboun
         calls_in_window += work.len() as u32;
         for (id, i, client, source, from) in work {
             let result = fetch(&client, &source, &from);
-            let mut tasks = tail.lock();
+            let mut guard = tail.lock();
+            let Tail { tasks, fifos } = &mut *guard;
             let Some(t) = tasks.get_mut(&id) else { continue };
             let Some(s) = t.streams.get_mut(i) else { continue };
             match result {
@@ -589,7 +862,9 @@ fn run(tail: std::sync::Weak<LogTail>, mut events: futures_channel::mpsc::Unboun
                     if !lines.is_empty() {
                         // More may be waiting: come back soon.
                         s.due = Instant::now();
-                        t.stdout.push(lines.as_bytes());
+                        if let Some(w) = t.stdout.as_ref().and_then(|p| fifos.get_mut(p)) {
+                            w.push(lines.as_bytes());
+                        }
                     }
                     s.fetched = next;
                 }
@@ -608,57 +883,12 @@ fn run(tail: std::sync::Weak<LogTail>, mut events: futures_channel::mpsc::Unboun
                 }
             }
         }
-        // Write, save positions, let finished tasks go.
-        let now = Instant::now();
-        let mut done = Vec::new();
-        let mut refused: Vec<(Notify, String)> = Vec::new();
-        for (id, t) in tail.lock().iter_mut() {
-            t.stderr.flush();
-            let stdout_flushed = t.stdout.flush();
-            for w in [&mut t.stdout, &mut t.stderr] {
-                if let Some(why) = w.refusal.take() {
-                    log::warn!(task_id = id.as_str(); "{why}");
-                    refused.push((Arc::clone(&t.notify), why));
-                }
-            }
-            if t.stdout.discards() && !t.streams.is_empty() {
-                // The stdout path was refused: the streams have nowhere to go.
-                t.streams.clear();
-                t.positions = None;
-            }
-            if stdout_flushed {
-                for s in &mut t.streams {
-                    s.written = s.fetched.clone();
-                }
-                let current: BTreeMap<String, Position> = t
-                    .streams
-                    .iter()
-                    .map(|s| (s.source.stream.clone(), s.written.clone()))
-                    .collect();
-                if current != t.saved {
-                    if let Some(p) = &mut t.positions {
-                        if p.save_when_due(&current, id) {
-                            t.saved = current;
-                        }
-                    }
-                }
-            }
-            if t.stop_at.is_some_and(|at| now >= at) && t.stdout.pending.is_empty() && t.stderr.pending.is_empty() {
-                done.push(id.clone());
-            }
-            if t.stdout.dropped + t.stderr.dropped > 0 {
-                log::warn!(task_id = id.as_str(); "dropped {} lifecycle lines nobody read", t.stdout.dropped + t.stderr.dropped);
-                t.stdout.dropped = 0;
-                t.stderr.dropped = 0;
-            }
-        }
+        // Write, save positions, let ended instances and unread FIFOs go.
+        let refused = tail.lock().settle(Instant::now());
         for (notify, why) in refused {
             notify(why);
         }
-        for id in done {
-            tail.remove(&id);
-        }
-        let idle = tail.lock().is_empty();
+        let idle = tail.lock().is_idle();
         drop(tail);
         std::thread::sleep(if idle { IDLE_TICK } else { TICK });
     }
@@ -846,6 +1076,7 @@ mod tests {
         std::os::unix::fs::symlink(&victim, &fifo).unwrap();
         let mut w = Writer::new(Which::Stdout, fifo.to_str().unwrap(), d.to_str().unwrap(), 1024);
         w.push(b"* * * * * root evil\n");
+        w.open();
         assert!(w.flush(), "refused: nothing left pending");
         let why = w.refusal.take().expect("a refusal");
         assert_eq!(
@@ -858,6 +1089,7 @@ mod tests {
         );
         assert!(w.discards());
         w.push(b"more\n");
+        w.open();
         assert!(w.flush() && w.refusal.is_none(), "said once");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
         let _ = std::fs::remove_dir_all(&d);
@@ -868,7 +1100,19 @@ mod tests {
         let mut w = Writer::new(Which::Stdout, DEV_NULL, "", 1024);
         assert!(w.discards());
         w.push(b"x\n");
+        w.open();
         assert!(w.flush() && w.refusal.is_none() && w.file.is_none());
+        // Nor by the tail: no FIFO writer, no positions, no streams.
+        let mut tail = Tail::default();
+        let mut r = registration("t1", Path::new("/tmp/no-such-alloc"));
+        r.stdout_path = DEV_NULL.into();
+        r.stderr_path = DEV_NULL.into();
+        tail.register(r, false);
+        assert!(tail.fifos.is_empty());
+        let t = &tail.tasks["t1"];
+        assert!(t.stdout.is_none() && t.stderr.is_none() && t.positions.is_none() && t.streams.is_empty());
+        tail.finish("t1");
+        assert!(tail.settle(Instant::now()).is_empty());
     }
 
     #[test]
@@ -905,11 +1149,192 @@ mod tests {
     fn writer_buffers_without_a_reader_and_caps() {
         let mut w = Writer::new(Which::Stdout, "/nonexistent/dir/fifo", "", 10);
         w.push(b"aaaa\nbbbb\n");
+        w.open();
         assert!(!w.flush(), "no reader: nothing written, nothing lost");
         assert_eq!(w.pending.len(), 10);
         w.push(b"cc\n");
         assert_eq!(w.pending, b"bbbb\ncc\n", "oldest line dropped past the cap");
         assert_eq!(w.dropped, 1);
+    }
+
+    /// A registration without streams for the task `web` of the allocation directory `d`.
+    fn registration(id: &str, d: &Path) -> Registration {
+        Registration {
+            task_id: id.into(),
+            task_name: "web".into(),
+            alloc_dir: d.display().to_string(),
+            stdout_path: d.join("alloc/logs/.web.stdout.fifo").display().to_string(),
+            stderr_path: d.join("alloc/logs/.web.stderr.fifo").display().to_string(),
+            streams: Vec::new(),
+            interval: Duration::from_millis(200),
+            notify: Arc::new(|_| {}),
+        }
+    }
+
+    /// The task's two FIFOs in `d`, each with a reader that never blocks.
+    fn fifos_with_readers(d: &Path) -> (File, File) {
+        let open = |which: &str| {
+            let p = d.join(format!("alloc/logs/.web.{which}.fifo"));
+            assert!(std::process::Command::new("mkfifo").arg(&p).status().unwrap().success());
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&p)
+                .unwrap()
+        };
+        (open("stdout"), open("stderr"))
+    }
+
+    /// What a non-blocking reader finds now: Some(bytes) (empty at end of file, i.e. no writer
+    /// left), None when a writer holds the FIFO and nothing is there.
+    fn read_now(r: &mut File) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 4096];
+        match std::io::Read::read(r, &mut buf) {
+            Ok(n) => Some(buf[..n].to_vec()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    use std::os::unix::fs::OpenOptionsExt;
+
+    #[test]
+    fn an_ended_instance_closes_its_fifos_unless_a_new_one_writes_them() {
+        let d = alloc_dir("handover");
+        let (mut out, mut err) = fifos_with_readers(&d);
+        let mut tail = Tail::default();
+        tail.register(registration("a/web/1", &d), false);
+        tail.settle(Instant::now());
+        assert_eq!(read_now(&mut out), None, "opened at once, before any line");
+        assert_eq!(read_now(&mut err), None);
+        // It ends: both FIFOs are closed at once (logmon's copy loops end before Nomad hears).
+        tail.finish("a/web/1");
+        assert_eq!(read_now(&mut out), Some(vec![]), "end of file");
+        assert_eq!(read_now(&mut err), Some(vec![]));
+        // Nomad starts the task again in place: new id, same FIFOs, opened at once.
+        tail.register(registration("a/web/2", &d), false);
+        assert_eq!(tail.fifos.len(), 2, "one writer per FIFO path");
+        tail.settle(Instant::now());
+        assert_eq!(read_now(&mut out), None);
+        // The new instance ends while a third runs: the shared FIFO stays open.
+        tail.register(registration("a/web/3", &d), false);
+        tail.finish("a/web/2");
+        assert_eq!(read_now(&mut out), None, "a running instance still writes it");
+        // The old instances' drain windows pass: they are forgotten, the FIFO stays open.
+        tail.settle(Instant::now() + DRAIN_AFTER_STOP + Duration::from_secs(1));
+        assert_eq!(tail.tasks.keys().collect::<Vec<_>>(), ["a/web/3"]);
+        assert_eq!(read_now(&mut out), None);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn finishing_releases_a_reader_waiting_for_a_writer_that_never_came() {
+        let d = alloc_dir("release");
+        let p = d.join("alloc/logs/.web.stdout.fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&p).status().unwrap().success());
+        // As logmon does: a blocking open, then a copy until end of file.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader_path = p.clone();
+        let reader = std::thread::Builder::new().name("fifo-reader".into());
+        reader
+            .spawn(move || {
+                let mut f = File::open(&reader_path).unwrap();
+                let mut all = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut all).unwrap();
+                tx.send(all).unwrap();
+            })
+            .unwrap();
+        let mut tail = Tail::default();
+        let mut r = registration("a/web/1", &d);
+        r.stderr_path = DEV_NULL.into();
+        tail.register(r, true);
+        // Never opened (no round ran): finishing opens and closes it once.
+        wait_until_thread_sleeps("fifo-reader");
+        tail.finish("a/web/1");
+        let got = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the reader was released");
+        assert!(got.is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Waits until this process's thread `name` sleeps (the FIFO reader blocked in `open`:
+    /// nothing else it does before can sleep).
+    fn wait_until_thread_sleeps(name: &str) {
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                let state = stat.rsplit(')').next().unwrap_or("").trim_start().chars().next();
+                if comm.trim() == name && state == Some('S') {
+                    return;
+                }
+            }
+            std::thread::yield_now();
+        }
+        panic!("thread {name} never waited");
+    }
+
+    #[test]
+    fn lines_after_the_end_reopen_the_fifo_which_is_held_until_its_reader_goes() {
+        let d = alloc_dir("held");
+        let (mut out, err) = fifos_with_readers(&d);
+        let mut tail = Tail::default();
+        tail.register(registration("a/web/1", &d), false);
+        tail.settle(Instant::now());
+        tail.finish("a/web/1");
+        assert_eq!(read_now(&mut out), Some(vec![]));
+        // A late line (the drain window) opens it again.
+        tail.fifos
+            .get_mut(&d.join("alloc/logs/.web.stdout.fifo"))
+            .unwrap()
+            .push(b"late\n");
+        tail.settle(Instant::now());
+        assert_eq!(read_now(&mut out), Some(b"late\n".to_vec()));
+        // The drain window passes: the instance goes; the open FIFO stays while it is read ...
+        let later = Instant::now() + DRAIN_AFTER_STOP + Duration::from_secs(1);
+        tail.settle(later);
+        assert!(tail.tasks.is_empty());
+        assert_eq!(
+            tail.fifos.len(),
+            1,
+            "stdout, opened again, is held; stderr, closed, is let go"
+        );
+        assert_eq!(read_now(&mut out), None, "still held");
+        // ... and is let go when its reader closes (logmon stopped).
+        drop(out);
+        tail.settle(later + Duration::from_secs(2));
+        assert!(tail.is_idle());
+        drop(err);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_ended_instance_with_nobody_reading_is_forgotten_after_its_drain() {
+        let d = alloc_dir("forget");
+        let mut tail = Tail::default();
+        tail.register(registration("a/web/1", &d), false);
+        let ev = TaskEvent {
+            task_id: "a/web/1".into(),
+            alloc_id: "a".into(),
+            task_name: "web".into(),
+            timestamp: UNIX_EPOCH,
+            message: "Started".into(),
+            annotations: BTreeMap::new(),
+        };
+        tail.lifecycle(&ev);
+        tail.settle(Instant::now());
+        tail.finish("a/web/1");
+        tail.settle(Instant::now() + DRAIN_AFTER_STOP + Duration::from_secs(1));
+        assert!(tail.is_idle(), "no FIFO, no reader: nothing kept, lines or not");
+        // A running instance whose allocation directory is removed is forgotten too.
+        tail.register(registration("a/web/2", &d), false);
+        tail.settle(Instant::now());
+        assert!(!tail.is_idle());
+        std::fs::remove_dir_all(&d).unwrap();
+        tail.settle(Instant::now() + Duration::from_secs(2));
+        assert!(tail.is_idle());
     }
 
     #[test]
