@@ -139,8 +139,9 @@ impl TaskEntry {
                 ports,
                 task_definition_arn: None,
                 observed: false,
-                // A recovered task ("UNKNOWN") was seen running before: no second event.
-                was_running: matches!(initial_status, "RUNNING" | "UNKNOWN"),
+                // A recovered task ("UNKNOWN") was seen running before: no second event. A new
+                // one gets its event from the first read that shows it RUNNING.
+                was_running: initial_status == "UNKNOWN",
             }),
             cond: Condvar::new(),
             tx: tx.clone(),
