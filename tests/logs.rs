@@ -20,6 +20,7 @@ use support::connect_proxy::ConnectProxy;
 use support::cty::{self, Cty};
 use support::emulator::REGION;
 use support::host::{self, Launch, Plugin};
+use support::logmon::Logmon;
 use support::{World, WAIT};
 
 const GROUP: &str = "/ecs/web";
@@ -389,4 +390,214 @@ fn stream_logs_false_reads_nothing() {
     assert_eq!(lw.w.emu.call_count("GetLogEvents"), 0);
     assert!(out.lines().is_empty());
     lw.w.plugin.stop_task(&cfg.id, Duration::from_secs(10), "").unwrap();
+}
+
+/// How many descriptors the plugin process holds on `path` (a FIFO shows its path in /proc).
+fn plugin_fds_on(p: &Plugin, path: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", p.pid()))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == Path::new(path)))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The CloudWatch stream of the `web` container of the ECS task a handle names.
+fn stream_of_handle(handle: &nomad_driver_ecs::proto::driver::TaskHandle) -> String {
+    let arn = support::handle_arn(handle);
+    format!("web/web/{}", arn.rsplit('/').next().unwrap())
+}
+
+/// Nomad restarts a task in place (task_runner.go at v1.10.0: the ECS task exits, WaitTask
+/// answers, DestroyTask, the prestart hooks run again, logmon's first, then StartTask with a new
+/// task id and the same FIFO paths, built by buildTaskConfig). The hooks after logmon's may take
+/// long (artifacts, templates): the test lets the old instance's stdout writer go before
+/// StartTask, as a slow hook would. The new instance's output must reach logmon's log.
+#[test]
+fn an_in_place_restart_shows_the_new_instance_through_logmon() {
+    let lw = log_world("logs-restart");
+    let alloc = "ffffffff-0000-4000-8000-000000000011";
+    let a = lw.layout(alloc);
+    let mut logmon = Logmon::new(&a.stdout_path, &a.stderr_path);
+    assert!(logmon.start(), "prestart");
+    let first = lw.w.plugin.start_task(&a).expect("StartTask").handle.unwrap();
+    lw.put(&stream_of_handle(&first), &batch("before", 3));
+    host::eventually(WAIT, "the first instance's lines in logmon's log", || {
+        (logmon.stdout_lines() == batch("before", 3)).then_some(())
+    });
+
+    // The ECS task exits by itself; Nomad hears it, destroys the handle, restarts the task.
+    lw.w.emu
+        .exit_task("logs-restart", &support::handle_arn(&first), Some(1), "crashed");
+    lw.w.plugin.wait_task(&a.id, WAIT).expect("WaitTask");
+    lw.w.plugin.destroy_task(&a.id, true).expect("DestroyTask");
+    logmon.start();
+    host::eventually(Duration::from_secs(20), "the old instance to let go of stdout", || {
+        (plugin_fds_on(&lw.w.plugin, &a.stdout_path) == 0).then_some(())
+    });
+    let mut b = a.clone();
+    b.id = format!("{alloc}/web/e5f6a7b8");
+    let second = lw.w.plugin.start_task(&b).expect("StartTask again");
+    assert_ne!(
+        support::handle_arn(&first),
+        support::handle_arn(second.handle.as_ref().unwrap())
+    );
+    // Opened at StartTask, before any line.
+    host::eventually(WAIT, "the new instance's stdout writer", || {
+        (plugin_fds_on(&lw.w.plugin, &b.stdout_path) == 1).then_some(())
+    });
+    lw.put(&stream_of_handle(second.handle.as_ref().unwrap()), &batch("after", 4));
+    let expected = [batch("before", 3), batch("after", 4)].concat();
+    host::eventually(WAIT, "the new instance's lines in logmon's log", || {
+        (logmon.stdout_lines() == expected).then_some(())
+    });
+    assert!(logmon.stderr_lines().iter().any(|l| l.contains("Started ECS task")));
+    lw.w.plugin.stop_task(&b.id, Duration::from_secs(10), "").unwrap();
+    lw.w.plugin.wait_task(&b.id, WAIT).expect("WaitTask");
+    let took = logmon.stop();
+    assert!(logmon.warnings().is_empty(), "{:?}", logmon.warnings());
+    assert!(took < Duration::from_secs(1), "logmon's stop took {took:?}");
+}
+
+/// The plugin dies while the task runs and a new one recovers it, as on an agent restart
+/// (task_runner.go at v1.10.0: Restore calls RecoverTask, then Run runs the prestart hooks, so
+/// logmon's Start, whose loops ended when the old plugin's writers went). The recovered task's
+/// output reaches logmon's log, each line once.
+#[test]
+fn a_plugin_restart_shows_the_recovered_task_through_logmon() {
+    let lw = log_world("logs-recover");
+    let alloc = "ffffffff-0000-4000-8000-000000000012";
+    let cfg = lw.layout(alloc);
+    let mut logmon = Logmon::new(&cfg.stdout_path, &cfg.stderr_path);
+    logmon.start();
+    let resp = lw.w.plugin.start_task(&cfg).expect("StartTask");
+    let stream = stream_of_handle(resp.handle.as_ref().unwrap());
+    lw.put(&stream, &batch("first", 3));
+    host::eventually(WAIT, "the first lines", || {
+        (logmon.stdout_lines().len() == 3).then_some(())
+    });
+
+    let mut w = lw.w;
+    let old = std::mem::replace(&mut w.plugin, Plugin::launch(&Launch::test_credentials()));
+    old.kill();
+    host::eventually(WAIT, "logmon's loops to end with the old plugin", || {
+        (!logmon.is_running()).then_some(())
+    });
+    let lw = LogWorld { w, dir: lw.dir };
+    lw.put(&stream, &batch("second", 2));
+    configure(&lw.w.plugin, &lw.w.emu.endpoint(), "logs-recover", Vec::new());
+    lw.w.plugin
+        .recover_task(&support::persisted(resp.handle.as_ref().unwrap()))
+        .expect("RecoverTask");
+    assert!(logmon.start(), "prestart after the restore starts new loops");
+    lw.put(&stream, &batch("third", 2));
+    let expected = [batch("first", 3), batch("second", 2), batch("third", 2)].concat();
+    let got = host::eventually(WAIT, "every line in logmon's log", || {
+        let l = logmon.stdout_lines();
+        (l.len() >= expected.len()).then_some(l)
+    });
+    assert_eq!(got, expected, "each line once, in order");
+    lw.w.plugin.stop_task(&cfg.id, Duration::from_secs(10), "").unwrap();
+    lw.w.plugin.wait_task(&cfg.id, WAIT).expect("WaitTask");
+    let took = logmon.stop();
+    assert!(
+        logmon.warnings().is_empty() && took < Duration::from_secs(1),
+        "{took:?} {:?}",
+        logmon.warnings()
+    );
+}
+
+/// `logs { disabled = true }`: Nomad sends /dev/null as both paths (logmon_hook.go at v1.10.0,
+/// newLogMonHookConfig, os.DevNull) and starts no logmon. No GetLogEvents call, no position file,
+/// nothing created next to /dev/null.
+#[test]
+fn logs_disabled_reads_no_stream_and_creates_nothing() {
+    let lw = log_world("logs-disabled");
+    let alloc = "ffffffff-0000-4000-8000-000000000013";
+    let mut cfg = lw.layout(alloc);
+    cfg.stdout_path = "/dev/null".into();
+    cfg.stderr_path = "/dev/null".into();
+    let dev_before: Vec<_> = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let resp = lw.w.plugin.start_task(&cfg).expect("StartTask");
+    lw.put(&stream_of_handle(resp.handle.as_ref().unwrap()), &batch("unread", 2));
+    a_few_polls(&lw.w);
+    lw.w.plugin.stop_task(&cfg.id, Duration::from_secs(10), "").unwrap();
+    lw.w.plugin.wait_task(&cfg.id, WAIT).expect("WaitTask");
+    assert_eq!(lw.w.emu.call_count("GetLogEvents"), 0);
+    let alloc_dir = Path::new(&cfg.alloc_dir);
+    assert!(
+        std::fs::read_dir(alloc_dir.join("web")).unwrap().next().is_none(),
+        "no position file"
+    );
+    assert!(std::fs::read_dir(alloc_dir.join("alloc/logs"))
+        .unwrap()
+        .next()
+        .is_none());
+    let created: Vec<_> = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !dev_before.contains(n) && n.to_string_lossy().starts_with("null"))
+        .collect();
+    assert!(created.is_empty(), "{created:?}");
+    assert!(!Path::new("/dev/null.nomad-driver-ecs.json").exists());
+}
+
+/// A task whose containers do not use awslogs: its stdout FIFO carries nothing. Nomad's logmon
+/// (logmon.go at v1.10.0, logRotatorWrapper.Close) waits at the task's stop up to 2 s for each
+/// copy to end, and up to 2 s more with a warning for a FIFO never opened: both must cost
+/// nothing.
+#[test]
+fn an_unused_stdout_costs_nothing_at_stop() {
+    let w = World::new("logs-unused");
+    configure(&w.plugin, &w.emu.endpoint(), "logs-unused", Vec::new());
+    let lw = LogWorld {
+        dir: std::env::temp_dir().join(format!("ecs-logs-logs-unused-{}", std::process::id())),
+        w,
+    };
+    let _ = std::fs::remove_dir_all(&lw.dir);
+    let cfg = lw.layout("ffffffff-0000-4000-8000-000000000014");
+    let mut logmon = Logmon::new(&cfg.stdout_path, &cfg.stderr_path);
+    logmon.start();
+    lw.w.plugin.start_task(&cfg).expect("StartTask");
+    a_few_polls(&lw.w);
+    lw.w.plugin.stop_task(&cfg.id, Duration::from_secs(10), "").unwrap();
+    lw.w.plugin.wait_task(&cfg.id, WAIT).expect("WaitTask");
+    lw.w.plugin.destroy_task(&cfg.id, true).expect("DestroyTask");
+    let took = logmon.stop();
+    assert!(logmon.warnings().is_empty(), "{:?}", logmon.warnings());
+    assert!(took < Duration::from_secs(1), "logmon's stop took {took:?}");
+    assert!(logmon.stdout_lines().is_empty());
+    assert!(logmon.stderr_lines().iter().any(|l| l.contains("Started ECS task")));
+}
+
+/// `stream_logs = false`: the plugin writes nothing, yet logmon (logmon.go at v1.10.0) must not
+/// wait 2 s and warn at every stop for FIFOs nobody opened.
+#[test]
+#[ignore = "needs src/driver/mod.rs to call LogTail::register_quiet when stream_logs is false"]
+fn stream_logs_false_leaves_no_fifo_waiting_at_stop() {
+    let lw = log_world("logs-quiet");
+    configure(
+        &lw.w.plugin,
+        &lw.w.emu.endpoint(),
+        "logs-quiet",
+        vec![("stream_logs", Cty::Bool(false))],
+    );
+    let cfg = lw.layout("ffffffff-0000-4000-8000-000000000015");
+    let mut logmon = Logmon::new(&cfg.stdout_path, &cfg.stderr_path);
+    logmon.start();
+    lw.w.plugin.start_task(&cfg).expect("StartTask");
+    a_few_polls(&lw.w);
+    lw.w.plugin.stop_task(&cfg.id, Duration::from_secs(10), "").unwrap();
+    lw.w.plugin.wait_task(&cfg.id, WAIT).expect("WaitTask");
+    let took = logmon.stop();
+    assert!(logmon.warnings().is_empty(), "{:?}", logmon.warnings());
+    assert!(took < Duration::from_secs(1), "logmon's stop took {took:?}");
+    assert!(logmon.stdout_lines().is_empty() && logmon.stderr_lines().is_empty());
+    assert_eq!(lw.w.emu.call_count("GetLogEvents"), 0);
 }
