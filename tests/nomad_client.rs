@@ -13,6 +13,7 @@ use serde_json::json;
 
 use nomad_driver_ecs::proto::driver as pb;
 use support::host::{self, Launch, Plugin};
+use support::logmon::Logmon;
 use support::task_runner::{self as tr, Began, EventList};
 use support::{handle_arn, persisted, World, WAIT};
 
@@ -355,4 +356,72 @@ fn a_recovered_task_reads_the_definition_it_runs_not_the_familys_latest() {
         "read {asked:?}, the task runs {running}"
     );
     assert!(w.plugin.inspect_task(&cfg.id).is_ok());
+}
+
+/// A task laid out as Nomad lays it out under `dir`: the allocation directory, its shared
+/// `alloc/logs` with the FIFO paths (client/allocdir, v1.10.0), the task's own directory.
+fn laid_out(w: &World, dir: &std::path::Path, alloc: &str, suffix: &str) -> pb::TaskConfig {
+    let mut cfg = host::task_config(alloc, "web", suffix, w.stanza());
+    let alloc_dir = dir.join(alloc);
+    std::fs::create_dir_all(alloc_dir.join("alloc/logs")).unwrap();
+    std::fs::create_dir_all(alloc_dir.join("web")).unwrap();
+    cfg.alloc_dir = alloc_dir.display().to_string();
+    cfg.stdout_path = alloc_dir.join("alloc/logs/.web.stdout.fifo").display().to_string();
+    cfg.stderr_path = alloc_dir.join("alloc/logs/.web.stderr.fifo").display().to_string();
+    cfg
+}
+
+/// Nomad 1.1–1.9 hand a lost or drained allocation's task to its replacement: RecoverTask with
+/// the old allocation's handle (its driver_state names the old FIFO paths) and the new
+/// allocation's task config (remotetask_hook.go, v1.9.7). The log tail writes to the new
+/// allocation's FIFOs, which its logmon reads, never to the old allocation's.
+#[test]
+fn after_a_nomad_1_9_handoff_the_log_tail_writes_the_new_allocations_fifos() {
+    let w = World::new("nc-fifos");
+    let dir = std::env::temp_dir().join(format!("ecs-nc-fifos-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (a, b) = (
+        "c9000000-0000-4000-8000-00000000000a",
+        "c9000000-0000-4000-8000-00000000000b",
+    );
+    let a_cfg = laid_out(&w, &dir, a, "a1a1a1a1");
+    let mut old_logmon = Logmon::new(&a_cfg.stdout_path, &a_cfg.stderr_path);
+    old_logmon.start();
+    let handle = w
+        .plugin
+        .start_task(&a_cfg)
+        .expect("StartTask")
+        .handle
+        .into_option()
+        .unwrap();
+    host::eventually(WAIT, "A's start line in A's stderr", || {
+        old_logmon
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("Started ECS task"))
+            .then_some(())
+    });
+    // The old allocation is lost: its client detaches (remotetask_hook.go PreKilling).
+    w.plugin
+        .stop_task(&a_cfg.id, Duration::from_secs(10), "DETACH")
+        .unwrap();
+    w.plugin.destroy_task(&a_cfg.id, true).unwrap();
+    let b_cfg = laid_out(&w, &dir, b, "b1b1b1b1");
+    let mut new_logmon = Logmon::new(&b_cfg.stdout_path, &b_cfg.stderr_path);
+    new_logmon.start();
+    let began = tr::remote_task_prestart(&w.plugin, &persisted(&handle), &b_cfg);
+    assert!(matches!(began, Began::Recovered), "{began:?}");
+    host::eventually(WAIT, "the handoff line in B's stderr", || {
+        new_logmon
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("Took over ECS task"))
+            .then_some(())
+    });
+    assert!(
+        !old_logmon.stderr_lines().iter().any(|l| l.contains("Took over")),
+        "{:?}",
+        old_logmon.stderr_lines()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1080,16 +1080,6 @@ impl Driver {
         // Nomad 1.1–1.9 hand a lost or drained allocation's task to its replacement through
         // RecoverTask: the tags follow, so that the sweep sees a live allocation.
         let took_over = previous_alloc.filter(|a| *a != identity.alloc_id && !identity.alloc_id.is_empty());
-        let message = match &took_over {
-            Some(old) => {
-                log::info!(task_id = identity.id.as_str(); "took over ECS task {arn} from allocation {old} (Nomad's handoff)");
-                format!("Took over ECS task {arn} from allocation {old}")
-            }
-            None => format!("Re-attached to ECS task {arn}"),
-        };
-        self.shared
-            .events
-            .publish(entry.event(message, [("task_arn".to_string(), arn)].into_iter().collect()));
         self.shared.poller.poke();
         let driver = Arc::clone(self);
         let follow = Arc::clone(&entry);
@@ -1138,6 +1128,7 @@ impl Driver {
     /// What RecoverTask leaves to a thread: the tags of a handle re-used by another task id
     /// (Nomad 1.1–1.9's restart or handoff), and the log tail, read from the task definition
     /// ECS reports for the running task (a family-only reference may have a newer revision).
+    /// Its event comes last, so that the log tail writes it to the task's stderr too.
     fn after_recovery(&self, entry: &Arc<TaskEntry>, reused: bool, took_over: Option<String>) {
         let id = entry.identity.id.as_str();
         let arn = &entry.state.task_arn;
@@ -1162,6 +1153,16 @@ impl Driver {
             // A task that ended while the plugin was away still has its last lines to show.
             self.start_log_tail(entry, &td, &cfg);
         }
+        let message = match &took_over {
+            Some(old) => {
+                log::info!(task_id = id; "took over ECS task {arn} from allocation {old} (Nomad's handoff)");
+                format!("Took over ECS task {arn} from allocation {old}")
+            }
+            None => format!("Re-attached to ECS task {arn}"),
+        };
+        self.shared
+            .events
+            .publish(entry.event(message, [("task_arn".to_string(), arn.clone())].into_iter().collect()));
     }
 
     fn unrecovered_tasks(&self) -> MutexGuard<'_, HashMap<String, state::Salvaged>> {
