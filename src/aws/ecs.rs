@@ -472,6 +472,62 @@ impl EcsClient {
             .and_then(|t| parse_task_definition(t, "taskDefinition"))
             .map_err(|e| decode_error(OP, e))
     }
+
+    /// DescribeTaskDefinition with `include: ["TAGS"]`: the definition and its tags.
+    pub fn describe_task_definition_with_tags(
+        &self,
+        task_definition: &str,
+    ) -> Result<(TaskDefinition, Vec<(String, String)>), AwsError> {
+        const OP: &str = "DescribeTaskDefinition";
+        let v = self
+            .json
+            .call(OP, &json!({ "taskDefinition": task_definition, "include": ["TAGS"] }))?;
+        parse_task_definition_and_tags(&v).map_err(|e| decode_error(OP, e))
+    }
+
+    /// RegisterTaskDefinition. `input` is the whole request body (family, containerDefinitions,
+    /// tags, ...), as `aws ecs register-task-definition --cli-input-json` takes it. Returns the
+    /// new revision and its tags.
+    pub fn register_task_definition(&self, input: &Value) -> Result<(TaskDefinition, Vec<(String, String)>), AwsError> {
+        const OP: &str = "RegisterTaskDefinition";
+        let v = self.json.call(OP, input)?;
+        parse_task_definition_and_tags(&v).map_err(|e| decode_error(OP, e))
+    }
+
+    /// One page of ListTaskDefinitions for exactly the family `family` (ECS's `familyPrefix`
+    /// is a whole family name), with `status` (`ACTIVE` or `INACTIVE`), newest first
+    /// (`sort: DESC`). Returns the ARNs and the next page's token.
+    pub fn list_task_definitions(
+        &self,
+        family: &str,
+        status: &str,
+        next_token: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), AwsError> {
+        const OP: &str = "ListTaskDefinitions";
+        let v = self
+            .json
+            .call(OP, &list_task_definitions_request(family, status, next_token))?;
+        let parsed = object(&v, "response").and_then(|o| {
+            let arns = array(o, "taskDefinitionArns", "")?
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    a.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| Missing(format!("taskDefinitionArns[{i}]")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((arns, opt_str(o, "nextToken").filter(|t| !t.is_empty())))
+        });
+        parsed.map_err(|e| decode_error(OP, e))
+    }
+
+    /// DeregisterTaskDefinition of one revision (`family:revision` or its ARN).
+    pub fn deregister_task_definition(&self, task_definition: &str) -> Result<(), AwsError> {
+        const OP: &str = "DeregisterTaskDefinition";
+        self.json.call(OP, &json!({ "taskDefinition": task_definition }))?;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------- requests
@@ -678,6 +734,19 @@ pub fn list_tasks_request(input: &ListTasksInput) -> Value {
         body.insert("maxResults".into(), json!(n.clamp(1, MAX_LIST_RESULTS)));
     }
     if let Some(t) = input.next_token.as_deref().filter(|s| !s.is_empty()) {
+        body.insert("nextToken".into(), json!(t));
+    }
+    Value::Object(body)
+}
+
+/// The ListTaskDefinitions request body: one family, one status, newest first, 100 a page.
+pub fn list_task_definitions_request(family: &str, status: &str, next_token: Option<&str>) -> Value {
+    let mut body = Map::new();
+    body.insert("familyPrefix".into(), json!(family));
+    body.insert("status".into(), json!(status));
+    body.insert("sort".into(), json!("DESC"));
+    body.insert("maxResults".into(), json!(MAX_LIST_RESULTS));
+    if let Some(t) = next_token.filter(|t| !t.is_empty()) {
         body.insert("nextToken".into(), json!(t));
     }
     Value::Object(body)
@@ -990,9 +1059,41 @@ pub fn parse_task_definition(v: &Value, path: &str) -> Result<TaskDefinition, Mi
     })
 }
 
+/// `{taskDefinition: {...}, tags: [...]}` as RegisterTaskDefinition and DescribeTaskDefinition
+/// (with `include: ["TAGS"]`) return it.
+pub fn parse_task_definition_and_tags(v: &Value) -> Result<(TaskDefinition, Vec<(String, String)>), Missing> {
+    let o = object(v, "response")?;
+    let def = o
+        .get("taskDefinition")
+        .ok_or_else(|| Missing("taskDefinition".to_string()))
+        .and_then(|t| parse_task_definition(t, "taskDefinition"))?;
+    Ok((def, parse_tags(o, "response")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_definition_registry_calls_follow_the_api_model() {
+        assert_eq!(
+            list_task_definitions_request("web", "ACTIVE", None),
+            json!({"familyPrefix": "web", "status": "ACTIVE", "sort": "DESC", "maxResults": 100})
+        );
+        assert_eq!(
+            list_task_definitions_request("web", "INACTIVE", Some("t"))["nextToken"],
+            "t"
+        );
+        let v = json!({"taskDefinition": {"taskDefinitionArn": "arn:aws:ecs:us-east-1:1:task-definition/web:3",
+            "family": "web", "revision": 3, "containerDefinitions": [{"name": "web", "essential": true}]},
+            "tags": [{"key": "nomad:taskdef-hash", "value": "abc"}]});
+        let (def, tags) = parse_task_definition_and_tags(&v).unwrap();
+        assert_eq!(def.revision, 3);
+        assert_eq!(tags, [("nomad:taskdef-hash".to_string(), "abc".to_string())]);
+        let (_, none) = parse_task_definition_and_tags(&json!({"taskDefinition": v["taskDefinition"]})).unwrap();
+        assert!(none.is_empty());
+        assert!(parse_task_definition_and_tags(&json!({"tags": []})).is_err());
+    }
 
     #[test]
     fn run_task_request_options_follow_the_api_model() {

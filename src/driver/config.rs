@@ -129,6 +129,9 @@ pub struct DriverConfig {
     pub logs_endpoint: Option<String>,
     /// Nomad API access and what the plugin does with it.
     pub handoff: HandoffConfig,
+    /// `family_prefix`: put before the family of every task definition the driver registers
+    /// from a job (`task_definition_json`, `task_definition_file`). Empty: none.
+    pub family_prefix: String,
 }
 
 impl Default for DriverConfig {
@@ -153,6 +156,7 @@ impl Default for DriverConfig {
             logs_poll_interval: DEFAULT_LOGS_POLL_INTERVAL,
             logs_endpoint: None,
             handoff: HandoffConfig::default(),
+            family_prefix: String::new(),
         }
     }
 }
@@ -201,7 +205,14 @@ pub use crate::aws::ecs::{CapacityProviderStrategyItem, ContainerOverride, Place
 /// fields, in snake_case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskSpec {
+    /// A registered task definition (`family`, `family:revision`, ARN). Empty when the job
+    /// writes its own definition (one of the two options below); the start resolves that to
+    /// the ARN of a revision and sets it here.
     pub task_definition: String,
+    /// `task_definition_json`: RegisterTaskDefinition's input, as the job wrote it (checked).
+    pub task_definition_json: Option<String>,
+    /// `task_definition_file`: a path inside the task's directory holding that JSON.
+    pub task_definition_file: Option<String>,
     pub launch_type: Option<LaunchType>,
     pub vpc: Option<VpcConfig>,
     /// Per-task cluster; None: the plugin's.
@@ -235,6 +246,8 @@ impl Default for TaskSpec {
     fn default() -> Self {
         TaskSpec {
             task_definition: String::new(),
+            task_definition_json: None,
+            task_definition_file: None,
             launch_type: None,
             vpc: None,
             cluster: None,

@@ -11,6 +11,7 @@ pub mod overrides;
 pub mod poller;
 pub mod state;
 pub mod task;
+pub mod taskdef;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -174,6 +175,8 @@ pub struct Driver {
     /// Tasks whose RecoverTask failed, by Nomad task id: Nomad then calls DestroyTask(force)
     /// for the id (task_runner.go restoreHandle), which must stop the ECS task.
     unrecovered: Mutex<HashMap<String, state::Salvaged>>,
+    /// Task definitions written in jobs, as resolved to registered revisions by this process.
+    definitions: taskdef::Registry,
 }
 
 /// A held sweep: since when, and why. It holds for the life of the process: Nomad configures a
@@ -225,6 +228,7 @@ impl Driver {
             node_id: Mutex::new(None),
             sweeper: std::sync::Once::new(),
             unrecovered: Mutex::new(HashMap::new()),
+            definitions: taskdef::Registry::default(),
         }
     }
 
@@ -472,6 +476,16 @@ impl Driver {
     ) -> Result<Started, DriverError> {
         let endpoint = ecs_endpoint(cfg, region);
         let client = self.client(region, endpoint.as_deref()).map_err(DriverError::Aws)?;
+        // A definition the job wrote becomes the ARN of a registered revision here, before
+        // anything else looks at it; from then on the task is like one naming that revision.
+        let resolved;
+        let (spec, identity) = match self.resolve_definition(cfg, &client, &identity, spec)? {
+            Some((s, i)) => {
+                resolved = s;
+                (&resolved, i)
+            }
+            None => (spec, identity),
+        };
         let cluster = spec.cluster.clone().unwrap_or_else(|| cfg.cluster.clone());
         let started_by = spec
             .started_by
@@ -485,6 +499,64 @@ impl Driver {
             ),
         };
         self.track_started(cfg, region, endpoint, client, cluster, identity, spec, task, adopted)
+    }
+
+    /// For a task whose job writes its task definition (`task_definition_json`,
+    /// `task_definition_file`): the spec naming the ARN of the revision registered for it (an
+    /// existing one with the same hash, or a new one), and the identity whose config hash
+    /// includes the definition's hash. None for a task naming a registered definition.
+    fn resolve_definition(
+        &self,
+        cfg: &DriverConfig,
+        client: &EcsClient,
+        identity: &TaskIdentity,
+        spec: &TaskSpec,
+    ) -> Result<Option<(TaskSpec, TaskIdentity)>, DriverError> {
+        let invalid = |e: taskdef::TaskDefError| DriverError::InvalidConfig {
+            field: e.field,
+            message: e.message,
+        };
+        let (field, text, origin) = match (&spec.task_definition_json, &spec.task_definition_file) {
+            (Some(json), _) => ("task.task_definition_json", json.clone(), String::new()),
+            (None, Some(path)) => {
+                let field = "task.task_definition_file";
+                let text =
+                    taskdef::read_task_file(&identity.alloc_dir, &identity.name, path, field).map_err(invalid)?;
+                (field, text, path.clone())
+            }
+            (None, None) => return Ok(None),
+        };
+        let doc = taskdef::parse(&text, field, &origin).map_err(invalid)?;
+        let prepared = taskdef::prepare(doc, &cfg.family_prefix, identity, field).map_err(invalid)?;
+        let (arn, how) =
+            taskdef::resolve(client, &self.definitions, &prepared).map_err(|e| DriverError::StartFailed {
+                recoverable: e.is_transient(),
+                message: format!(
+                    "cannot register the task definition of {field} (family {}): {}",
+                    prepared.family,
+                    describe_aws_problem(&e, client.endpoint())
+                ),
+            })?;
+        match how {
+            taskdef::Resolution::Registered => {
+                log::info!(task_id = identity.id.as_str(); "registered task definition {arn} for {field} (hash {})", prepared.hash)
+            }
+            taskdef::Resolution::Reused => {
+                log::info!(task_id = identity.id.as_str(); "using task definition {arn}, registered before with the same definition (hash {})", prepared.hash)
+            }
+            taskdef::Resolution::Cached => {
+                log::debug!(task_id = identity.id.as_str(); "using task definition {arn} (hash {})", prepared.hash)
+            }
+        }
+        let spec = TaskSpec {
+            task_definition: arn,
+            task_definition_json: None,
+            task_definition_file: None,
+            ..spec.clone()
+        };
+        let mut identity = identity.clone();
+        identity.config_hash = taskdef::fold_config_hash(&identity.config_hash, &prepared.hash);
+        Ok(Some((spec, identity)))
     }
 
     /// RunTask for a new ECS task of `identity`.

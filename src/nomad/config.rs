@@ -318,8 +318,20 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
         },
     };
     let handoff = decode_handoff(obj)?;
+    let family_prefix = trimmed(opt_string(obj, "", "family_prefix")?).unwrap_or_default();
+    if family_prefix.len() > 200
+        || family_prefix
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        return Err(ConfigError::new(
+            "family_prefix",
+            format!("{family_prefix:?}: up to 200 letters, digits, hyphens and underscores (ECS's family rules)"),
+        ));
+    }
     Ok(DriverConfig {
         handoff,
+        family_prefix,
         stream_logs: opt_bool(obj, "", "stream_logs")?.unwrap_or(true),
         logs_poll_interval,
         logs_endpoint,
@@ -537,15 +549,7 @@ pub fn decode_task_config(bytes: &[u8]) -> Result<TaskSpec> {
         )
     })?;
 
-    let task_definition = opt_string(task, "task", "task_definition")?
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    if task_definition.is_empty() {
-        return Err(ConfigError::new(
-            "task.task_definition",
-            "is required: name a registered task definition as \"family\", \"family:revision\" or its ARN",
-        ));
-    }
+    let (task_definition, task_definition_json, task_definition_file) = decode_task_definition(task)?;
     let launch_type = match opt_string(task, "task", "launch_type")? {
         None => None,
         Some(s) if s.is_empty() => None,
@@ -571,12 +575,59 @@ pub fn decode_task_config(bytes: &[u8]) -> Result<TaskSpec> {
     };
     let mut spec = TaskSpec {
         task_definition,
+        task_definition_json,
+        task_definition_file,
         launch_type,
         vpc,
         ..TaskSpec::default()
     };
     decode_run_task_options(task, &mut spec)?;
     Ok(spec)
+}
+
+/// Where the task definition comes from: exactly one of `task_definition` (a registered one),
+/// `task_definition_json` (checked here, with line and column on a syntax error) and
+/// `task_definition_file` (a path inside the task directory, checked here, read at the start).
+fn decode_task_definition(task: &Value) -> Result<(String, Option<String>, Option<String>)> {
+    let named = trimmed(opt_string(task, "task", "task_definition")?);
+    let json = opt_string(task, "task", "task_definition_json")?.filter(|s| !s.trim().is_empty());
+    let file = trimmed(opt_string(task, "task", "task_definition_file")?);
+    let given: Vec<&str> = [
+        named.as_ref().map(|_| "task_definition"),
+        json.as_ref().map(|_| "task_definition_json"),
+        file.as_ref().map(|_| "task_definition_file"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match given.len() {
+        0 => {
+            return Err(ConfigError::new(
+                "task.task_definition",
+                "is required: name a registered task definition as \"family\", \"family:revision\" or its ARN, \
+                 or write one with task_definition_json or task_definition_file",
+            ))
+        }
+        1 => {}
+        _ => {
+            return Err(ConfigError::new(
+                format!("task.{}", given[1]),
+                format!(
+                "give only one of task_definition, task_definition_json and task_definition_file (this task has {})",
+                given.join(" and ")
+            ),
+            ))
+        }
+    }
+    if let Some(text) = &json {
+        let field = "task.task_definition_json";
+        crate::driver::taskdef::parse(text, field, "").map_err(|e| ConfigError::new(e.field, e.message))?;
+    }
+    if let Some(path) = &file {
+        let field = "task.task_definition_file";
+        crate::driver::taskdef::relative_names(path, field).map_err(|e| ConfigError::new(e.field, e.message))?;
+    }
+    Ok((named.unwrap_or_default(), json, file))
 }
 
 /// Identifier-ish option values: trimmed, empty → None, at most `max` characters.
@@ -1219,6 +1270,46 @@ mod tests {
         .unwrap();
         assert_eq!(spec.launch_type, None);
         assert_eq!(spec.vpc, None);
+    }
+
+    #[test]
+    fn task_definitions_written_in_the_job() {
+        let task =
+            |fields: Vec<(&'static str, M<'static>)>| decode_task_config(&bytes(M::O(vec![("task", M::O(fields))])));
+        const TD: &str = r#"{"containerDefinitions": [{"name": "web", "image": "nginx", "memory": 512}]}"#;
+        let spec = task(vec![("task_definition_json", M::S(TD)), ("task_definition", M::Nil)]).unwrap();
+        assert_eq!(spec.task_definition_json.as_deref(), Some(TD));
+        assert_eq!(spec.task_definition, "");
+        let spec = task(vec![("task_definition_file", M::S(" local/td.json "))]).unwrap();
+        assert_eq!(spec.task_definition_file.as_deref(), Some("local/td.json"));
+        // Exactly one of the three.
+        let e = task(vec![
+            ("task_definition", M::S("web:1")),
+            ("task_definition_json", M::S(TD)),
+        ])
+        .unwrap_err();
+        assert_eq!(e.field, "task.task_definition_json");
+        assert!(e.message.contains("only one of"), "{}", e.message);
+        let e = task(vec![
+            ("task_definition_file", M::S("a.json")),
+            ("task_definition_json", M::S(TD)),
+        ])
+        .unwrap_err();
+        assert!(
+            e.message.contains("task_definition_json and task_definition_file"),
+            "{}",
+            e.message
+        );
+        let e = task(vec![("task_definition_json", M::S("  "))]).unwrap_err();
+        assert_eq!(e.field, "task.task_definition");
+        // The JSON is checked here, with its position; the path's rules too.
+        let e = task(vec![("task_definition_json", M::S("{\n  \"family\": web\n}"))]).unwrap_err();
+        assert_eq!(e.field, "task.task_definition_json");
+        assert!(e.message.contains("line 2, column 13"), "{}", e.message);
+        let e = task(vec![("task_definition_file", M::S("../../../etc/passwd"))]).unwrap_err();
+        assert_eq!(e.field, "task.task_definition_file");
+        let e = task(vec![("task_definition_file", M::S("/etc/passwd"))]).unwrap_err();
+        assert!(e.message.contains("absolute"), "{}", e.message);
     }
 
     #[test]

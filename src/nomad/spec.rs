@@ -101,6 +101,7 @@ pub fn plugin_config_spec() -> Spec {
         ("reap_clusters", attr("reap_clusters", "list(string)")),
         ("reap_max_stop", attr("reap_max_stop", "number")),
         ("reap_max_stop_percent", attr("reap_max_stop_percent", "number")),
+        ("family_prefix", attr("family_prefix", "string")),
     ])
 }
 
@@ -136,6 +137,8 @@ pub fn task_config_spec() -> Spec {
     let task = object(vec![
         ("launch_type", attr("launch_type", "string")),
         ("task_definition", attr("task_definition", "string")),
+        ("task_definition_json", attr("task_definition_json", "string")),
+        ("task_definition_file", attr("task_definition_file", "string")),
         ("network_configuration", block("network_configuration", network)),
         ("cluster", attr("cluster", "string")),
         (
@@ -234,6 +237,8 @@ mod tests {
                 "subnets",
                 "tags",
                 "task_definition",
+                "task_definition_file",
+                "task_definition_json",
                 "task_role_arn",
                 "type",
                 "weight"
@@ -255,6 +260,7 @@ mod tests {
                 "enabled",
                 "endpoint",
                 "external_id",
+                "family_prefix",
                 "logs_endpoint",
                 "logs_poll_interval",
                 "nomad_address",

@@ -187,6 +187,7 @@ pub fn plugin_config_values(
         ("reap_clusters", Cty::Null),
         ("reap_max_stop", Cty::Null),
         ("reap_max_stop_percent", Cty::Null),
+        ("family_prefix", Cty::Null),
     ];
     for (k, v) in extra {
         entries.retain(|(key, _)| *key != k);
@@ -233,9 +234,15 @@ impl TaskStanza<'_> {
         let mut fields = vec![
             ("launch_type", opt(self.launch_type)),
             ("task_definition", opt(self.task_definition)),
+            // Nomad sends every attribute of the schema; `extra` may set these two.
+            ("task_definition_json", Cty::Null),
+            ("task_definition_file", Cty::Null),
             ("network_configuration", network),
         ];
-        fields.extend(extra);
+        for (k, v) in extra {
+            fields.retain(|(key, _)| *key != k);
+            fields.push((k, v));
+        }
         encode(&obj(vec![("task", obj(fields))]))
     }
 }
