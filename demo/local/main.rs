@@ -15,7 +15,9 @@
 //!    same ECS task with RecoverTask (Nomad 1.10+ no longer does this);
 //! 6. the task definition is updated: the old ECS task is stopped, a new one of revision 2 starts;
 //! 7. the container fails inside ECS with exit code 1: WaitTask reports it; Nomad reschedules;
-//! 8. nomad job stop: StopTask, WaitTask, DestroyTask.
+//! 8. nomad job stop: StopTask, WaitTask, DestroyTask;
+//! 9. nomad job run demo-ecs-inline.nomad: two allocations of a job that writes its task
+//!    definition inline; the plugin registers it once and both run that revision; then stopped.
 //!
 //! It exits non-zero if a step goes wrong or an ECS task is left RUNNING.
 
@@ -192,6 +194,32 @@ fn job_stanza(task_definition: &str) -> Vec<u8> {
         network: true,
     }
     .encode()
+}
+
+/// The `task_definition_json` of demo/nomad/demo-ecs-inline.nomad (its heredoc), so the demo
+/// runs exactly what the job file says.
+fn inline_task_definition() -> Result<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/nomad/demo-ecs-inline.nomad");
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let start = text
+        .find("task_definition_json = <<JSON\n")
+        .ok_or("demo-ecs-inline.nomad has no task_definition_json heredoc")?;
+    let body = &text[start + "task_definition_json = <<JSON\n".len()..];
+    let end = body.find("\nJSON\n").ok_or("the heredoc does not end")?;
+    Ok(body[..end + 1].to_string())
+}
+
+/// The inline job's task stanza (the ids filled in), encoded as Nomad sends it.
+fn inline_stanza(json: &str) -> Vec<u8> {
+    TaskStanza {
+        launch_type: Some("FARGATE"),
+        task_definition: None,
+        assign_public_ip: Some("ENABLED"),
+        security_groups: Some(vec![SECURITY_GROUP.into()]),
+        subnets: Some(SUBNETS.iter().map(|s| s.to_string()).collect()),
+        network: true,
+    }
+    .encode_with(vec![("task_definition_json", cty::s(json))])
 }
 
 /// A TaskConfig as the Nomad client's task runner builds it for a new allocation.
@@ -647,6 +675,52 @@ fn run() -> Result<()> {
     stop_and_destroy(&plugin, &events, &cfg_d, waiting)?;
     expect_ecs(&emu, &arn_3, "STOPPED")?;
 
+    // ---- 9 ------------------------------------------------------------------------------------
+    heading("9. nomad job run demo-ecs-inline.nomad (count = 2): the task definition is in the job");
+    let inline = inline_task_definition()?;
+    say("job: task_definition_json = <<JSON ... JSON (family \"nomad-remote-driver-demo-inline\", the same nginx image)");
+    let mut inline_tasks = Vec::new();
+    for (i, alloc) in [
+        "5b0a5b9e-5555-4000-8000-00000000000e",
+        "5b0a5b9e-6666-4000-8000-00000000000f",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut cfg = task_config(alloc, "");
+        cfg.msgpack_driver_config = inline_stanza(&inline);
+        cfg.job_name = "ecs-demo-inline".into();
+        cfg.job_id = "ecs-demo-inline".into();
+        cfg.env.insert("NOMAD_ALLOC_INDEX".into(), i.to_string());
+        let (handle, arn) = start_task(&plugin, &cfg, "(inline JSON)")?;
+        await_event(&events, &cfg.id, "Started ECS task")?;
+        let state: Value = serde_json::from_slice(&handle.driver_state).map_err(|e| e.to_string())?;
+        say(&format!(
+            "plugin: allocation {i} runs {}",
+            state["task_definition"].as_str().unwrap_or("?")
+        ));
+        let waiting = plugin.wait_task_async(&cfg.id, WAIT);
+        inline_tasks.push((cfg, arn, waiting));
+    }
+    let registrations = emu.call_count("RegisterTaskDefinition");
+    say(&format!(
+        "ecs: RegisterTaskDefinition calls: {registrations} for 2 allocations (the revision is tagged nomad:taskdef-hash and reused)"
+    ));
+    check(registrations == 1, || {
+        format!("expected one registration, saw {registrations}")
+    })?;
+    for (cfg, arn, _) in &inline_tasks {
+        let t = ecs_status(&emu, arn)?;
+        check(revision(&t) == "nomad-remote-driver-demo-inline:1", || {
+            format!("{} should run nomad-remote-driver-demo-inline:1: {t}", cfg.id)
+        })?;
+    }
+    say("$ nomad job stop ecs-demo-inline");
+    for (cfg, arn, waiting) in inline_tasks {
+        stop_and_destroy(&plugin, &events, &cfg, waiting)?;
+        expect_ecs(&emu, &arn, "STOPPED")?;
+    }
+
     // ---- The end ------------------------------------------------------------------------------
     heading("The end: aws ecs describe-tasks for every task of the cluster; the agent shuts down");
     let tasks = emu.tasks(CLUSTER);
@@ -666,10 +740,10 @@ fn run() -> Result<()> {
         .filter_map(|t| t["arn"].as_str())
         .collect();
     check(running.is_empty(), || format!("ECS tasks left running: {running:?}"))?;
-    check(tasks.len() == 3, || {
-        format!("expected 3 ECS tasks (one per RunTask), found {}", tasks.len())
+    check(tasks.len() == 5, || {
+        format!("expected 5 ECS tasks (one per RunTask), found {}", tasks.len())
     })?;
-    say("every ECS task is STOPPED; 3 RunTask calls for 4 allocations (the drain adopted a task)");
+    say("every ECS task is STOPPED; 5 RunTask calls for 6 allocations (the drain adopted a task)");
     plugin.assert_hclog_stderr();
     say(&format!(
         "plugin stderr: {} + {} lines from the two processes, all hclog JSON; nothing on stdout after the handshake",
