@@ -449,9 +449,15 @@ fn an_in_place_restart_shows_the_new_instance_through_logmon() {
     });
     lw.put(&stream_of_handle(second.handle.as_ref().unwrap()), &batch("after", 4));
     let expected = [batch("before", 3), batch("after", 4)].concat();
-    host::eventually(WAIT, "the new instance's lines in logmon's log", || {
-        (logmon.stdout_lines() == expected).then_some(())
-    });
+    let until = Instant::now() + WAIT;
+    while logmon.stdout_lines() != expected && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        logmon.stdout_lines(),
+        expected,
+        "the new instance's lines in logmon's log"
+    );
     assert!(logmon.stderr_lines().iter().any(|l| l.contains("Started ECS task")));
     lw.w.plugin.stop_task(&b.id, Duration::from_secs(10), "").unwrap();
     lw.w.plugin.wait_task(&b.id, WAIT).expect("WaitTask");

@@ -43,6 +43,35 @@ struct Loop {
     /// Told to close its read side; `closed` once it has.
     closing: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
+    /// The read side once open (non-blocking), and the log it copies into.
+    reader: Arc<Mutex<Option<File>>>,
+    log: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Copies what the FIFO holds now; true at end of file (no writer left). Logmon's blocking read
+/// wakes as soon as the last writer closes; calling this before looking at a loop's state gives
+/// the model the same promptness.
+fn pump(reader: &Mutex<Option<File>>, log: &Mutex<Vec<u8>>, finished: &AtomicBool) {
+    let mut guard = reader.lock().unwrap();
+    let Some(r) = guard.as_mut() else { return };
+    if finished.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => {
+                finished.store(true, Ordering::SeqCst);
+                return;
+            }
+            Ok(n) => log.lock().unwrap().extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                finished.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+    }
 }
 
 impl Loop {
@@ -62,7 +91,10 @@ impl Loop {
             opened: Arc::new(AtomicBool::new(false)),
             closing: Arc::new(AtomicBool::new(false)),
             closed: Arc::new(AtomicBool::new(false)),
+            reader: Arc::default(),
+            log,
         };
+        let (shared, log) = (Arc::clone(&l.reader), Arc::clone(&l.log));
         let (p, finished, opened, closing, closed) = (
             l.path.clone(),
             Arc::clone(&l.finished),
@@ -74,30 +106,20 @@ impl Loop {
             let copy = || -> Option<()> {
                 // Blocks until a writer opens the FIFO.
                 let blocking = File::open(&p).ok()?;
-                let mut reader = OpenOptions::new()
+                let reader = OpenOptions::new()
                     .read(true)
                     .custom_flags(libc::O_NONBLOCK)
                     .open(format!("/proc/self/fd/{}", blocking.as_raw_fd()))
                     .ok()?;
                 drop(blocking);
+                *shared.lock().unwrap() = Some(reader);
                 opened.store(true, Ordering::SeqCst);
-                let mut buf = vec![0u8; 64 * 1024];
+                // Copies until end of file; the read side then stays open, unread, until closed.
                 while !closing.load(Ordering::SeqCst) {
-                    match reader.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => log.lock().unwrap().extend_from_slice(&buf[..n]),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(5))
-                        }
-                        Err(_) => break,
-                    }
-                }
-                finished.store(true, Ordering::SeqCst);
-                // The read side stays open, unread, until closed.
-                while !closing.load(Ordering::SeqCst) {
+                    pump(&shared, &log, &finished);
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                drop(reader);
+                shared.lock().unwrap().take();
                 Some(())
             };
             copy();
@@ -108,12 +130,13 @@ impl Loop {
     }
 
     fn running(&self) -> bool {
+        pump(&self.reader, &self.log, &self.finished);
         !self.finished.load(Ordering::SeqCst)
     }
 
     /// `logRotatorWrapper.Close`; returns the warning logged, if any.
     fn close(&self) -> Option<String> {
-        wait_until(CLOSE_TOLERANCE, || self.finished.load(Ordering::SeqCst));
+        wait_until(CLOSE_TOLERANCE, || !self.running());
         if !wait_until(CLOSE_TOLERANCE, || self.opened.load(Ordering::SeqCst)) {
             // The open goes on blocking; should it ever return, nothing is copied any more.
             self.closing.store(true, Ordering::SeqCst);
