@@ -585,7 +585,6 @@ fn an_unused_stdout_costs_nothing_at_stop() {
 /// `stream_logs = false`: the plugin writes nothing, yet logmon (logmon.go at v1.10.0) must not
 /// wait 2 s and warn at every stop for FIFOs nobody opened.
 #[test]
-#[ignore = "needs src/driver/mod.rs to call LogTail::register_quiet when stream_logs is false"]
 fn stream_logs_false_leaves_no_fifo_waiting_at_stop() {
     let lw = log_world("logs-quiet");
     configure(

@@ -706,6 +706,8 @@ impl Driver {
                 .clone()
                 .unwrap_or_else(|| spec.task_definition.clone());
             self.start_log_tail(&entry, &td, cfg);
+        } else {
+            self.hold_fifos(&entry);
         }
         let mut persisted = entry.state.clone();
         persisted.network = network.clone();
@@ -984,6 +986,18 @@ impl Driver {
     /// Tails the task's awslogs streams into its stdout FIFO (and its lifecycle lines into
     /// the stderr FIFO). A container whose `awslogs-region` is not a region name is left out
     /// (a task event says so): a task definition must never pick the host the plugin calls.
+    /// `stream_logs = false`: nothing is read, but the task's FIFOs are held while it runs and
+    /// closed when it ends, so Nomad's logmon is not left waiting for a writer at every stop.
+    fn hold_fifos(&self, entry: &TaskEntry) {
+        self.shared.logs.register_quiet(
+            &entry.identity.id,
+            &entry.identity.alloc_dir,
+            &entry.state.stdout_path,
+            &entry.state.stderr_path,
+            &self.shared.events,
+        );
+    }
+
     fn start_log_tail(&self, entry: &TaskEntry, task_definition: &str, cfg: &DriverConfig) {
         let sources = match task::task_definition(&entry.client, task_definition, &self.shared) {
             Ok(def) => logs::sources(&def, &entry.state.task_arn),
@@ -1224,6 +1238,8 @@ impl Driver {
                 .unwrap_or_else(|| entry.state.task_definition.clone());
             // A task that ended while the plugin was away still has its last lines to show.
             self.start_log_tail(entry, &td, &cfg);
+        } else {
+            self.hold_fifos(entry);
         }
         let message = match &took_over {
             Some(old) => {
