@@ -503,3 +503,196 @@ fn a_lost_allocations_job_defined_task_is_adopted_when_the_definition_is_the_sam
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A plugin on node `node` that sweeps every second (grace 1 h for tasks) with `extra` plugin
+/// options, its fingerprints kept in the stand-in's node list (the sweep's election reads them).
+fn sweeping_plugin(
+    emu: &Emulator,
+    nomad: &Arc<NomadStandIn>,
+    cluster: &str,
+    node: &str,
+    extra: Vec<(&str, Cty)>,
+) -> Plugin {
+    let p = Plugin::launch(&Launch::test_credentials());
+    let mut values = vec![
+        ("nomad_address", s(&nomad.agent_url(node))),
+        ("nomad_token", s(TOKEN)),
+        ("nomad_cluster", s("test-east")),
+        ("reap_interval", s("1s")),
+        ("reap_grace", s("1h")),
+    ];
+    values.extend(extra);
+    p.set_config(support::test_plugin_config(cluster, &emu.endpoint(), values), true)
+        .expect("SetConfig");
+    let rx = p.fingerprint();
+    let first = rx.recv_timeout(WAIT).expect("a fingerprint").expect("fingerprint ok");
+    nomad.register_fingerprint(node, "ecs", &first);
+    let (nomad, node) = (Arc::clone(nomad), node.to_string());
+    std::thread::spawn(move || {
+        while let Ok(Ok(fp)) = rx.recv() {
+            nomad.register_fingerprint(&node, "ecs", &fp);
+        }
+    });
+    p
+}
+
+/// The number of the last sweep round this plugin ran as the elected sweeper.
+fn swept_round(p: &Plugin) -> Option<u64> {
+    let status = host::attr_str(&p.first_fingerprint(), "driver.ecs.sweep")?;
+    status.strip_prefix("round ")?.split(' ').next()?.parse().ok()
+}
+
+/// Waits until the plugin has swept `n` more rounds.
+fn await_rounds(p: &Plugin, n: u64) {
+    let start = eventually(WAIT, "a sweep round", || swept_round(p));
+    eventually(WAIT, &format!("{n} more sweep rounds"), || {
+        swept_round(p).filter(|r| *r >= start + n).map(|_| ())
+    });
+}
+
+fn inactive_revisions(emu: &Emulator) -> Vec<String> {
+    let out = emu.ecs("ListTaskDefinitions", serde_json::json!({"status": "INACTIVE"}));
+    out["taskDefinitionArns"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// TagResource calls on `arn` that wrote `key`.
+fn tagged(emu: &Emulator, arn: &str, key: &str) -> usize {
+    emu.requests("TagResource")
+        .iter()
+        .filter(|r| r["resourceArn"] == arn && tag(r, key).is_some())
+        .count()
+}
+
+const FAMILY_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/default-ecs-remote-ecs-remote-web";
+
+fn start_defined(p: &Plugin, setup: &Value, n: usize, text: &str) -> (String, String) {
+    let cfg = host::task_config(
+        &alloc_id(n),
+        "web",
+        "a1b2c3d4",
+        stanza(setup, vec![("task_definition_json", s(text))]),
+    );
+    let h = p.start_task(&cfg).expect("StartTask").handle.into_option().unwrap();
+    (cfg.id, state(&h)["task_definition"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn unused_revisions_the_driver_registered_are_deregistered_after_the_grace_time() {
+    let emu = Emulator::start();
+    let cluster = "td-clean";
+    let setup = emu.setup(cluster);
+    let nomad = Arc::new(NomadStandIn::start(Some(TOKEN)));
+    // Revisions the clean-up must never touch: one registered by hand, one of another Nomad
+    // cluster's driver (same region, other nomad:cluster), both unused.
+    let container = serde_json::json!([{"name": "x", "image": "busybox", "memory": 128}]);
+    let by_hand = emu.ecs(
+        "RegisterTaskDefinition",
+        serde_json::json!({"family": "by-hand", "containerDefinitions": container}),
+    )["taskDefinition"]["taskDefinitionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let theirs = emu.ecs(
+        "RegisterTaskDefinition",
+        serde_json::json!({"family": "other-nomad", "containerDefinitions": container, "tags": [
+            {"key": "nomad:managed-by", "value": "nomad-driver-ecs"},
+            {"key": "nomad:taskdef-hash", "value": "0123456789abcdef0123456789abcdef"},
+            {"key": "nomad:region", "value": "global"},
+            {"key": "nomad:cluster", "value": "test-west"}]}),
+    )["taskDefinition"]["taskDefinitionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let p = sweeping_plugin(
+        &emu,
+        &nomad,
+        cluster,
+        "node-1",
+        vec![("task_definition_cleanup", s("2s"))],
+    );
+    let (v1, v2) = (definition("nginx:1"), definition("nginx:2"));
+    let (id1, rev1) = start_defined(&p, &setup, 1, &v1);
+    let (_id2, rev2) = start_defined(&p, &setup, 2, &v2);
+    assert_eq!(
+        (rev1.as_str(), rev2.as_str()),
+        (&*format!("{FAMILY_ARN}:1"), &*format!("{FAMILY_ARN}:2"))
+    );
+    // Registered with the Nomad identity, and marked as used by the start.
+    let ours = registrations(&emu);
+    let first = ours
+        .iter()
+        .find(|r| r["containerDefinitions"][0]["image"] == "nginx:1")
+        .unwrap();
+    assert_eq!(tag(first, "nomad:region"), Some("global"));
+    assert_eq!(tag(first, "nomad:cluster"), Some("test-east"));
+    assert!(
+        tagged(&emu, &rev1, "nomad:last-used") >= 1,
+        "the start marks its revision used"
+    );
+
+    // v1's only task ends: after the grace time its revision goes; v2's, running, stays.
+    p.stop_task(&id1, std::time::Duration::from_secs(5), "SIGTERM")
+        .expect("StopTask");
+    p.destroy_task(&id1, true).expect("DestroyTask");
+    eventually(WAIT, "v1's revision deregistered", || {
+        inactive_revisions(&emu).contains(&rev1).then_some(())
+    });
+    assert!(
+        tagged(&emu, &rev1, "nomad:unused-since") >= 1,
+        "marked unused before it went"
+    );
+    assert!(p
+        .stderr_lines()
+        .iter()
+        .any(|l| l.contains("task definition clean-up: deregistered") && l.contains(&rev1)));
+    await_rounds(&p, 3);
+    assert_eq!(
+        inactive_revisions(&emu),
+        vec![rev1.clone()],
+        "only the unused revision of the driver's"
+    );
+    assert_eq!(
+        tagged(&emu, &rev2, "nomad:unused-since"),
+        0,
+        "a running task's revision is never marked"
+    );
+    for arn in [&by_hand, &theirs] {
+        assert_eq!(
+            tagged(&emu, arn, "nomad:unused-since"),
+            0,
+            "{arn} is not this driver's to clean"
+        );
+    }
+
+    // v1 again (a job revert): registered anew, and the task runs on the new revision.
+    let (_id3, rev3) = start_defined(&p, &setup, 3, &v1);
+    assert_eq!(rev3, format!("{FAMILY_ARN}:3"));
+    assert_eq!(registrations(&emu).len(), 2 + 3, "two by hand, three by the driver");
+}
+
+#[test]
+fn without_task_definition_cleanup_no_revision_is_ever_deregistered() {
+    let emu = Emulator::start();
+    let cluster = "td-keep";
+    let setup = emu.setup(cluster);
+    let nomad = Arc::new(NomadStandIn::start(Some(TOKEN)));
+    let p = sweeping_plugin(&emu, &nomad, cluster, "node-1", Vec::new());
+    let (id1, rev1) = start_defined(&p, &setup, 1, &definition("nginx:1"));
+    p.stop_task(&id1, std::time::Duration::from_secs(5), "SIGTERM")
+        .expect("StopTask");
+    p.destroy_task(&id1, true).expect("DestroyTask");
+    // The sweep runs: five rounds, time enough for a clean-up with a 1 s grace to act.
+    await_rounds(&p, 5);
+    assert_eq!(emu.call_count("DeregisterTaskDefinition"), 0);
+    assert!(inactive_revisions(&emu).is_empty());
+    assert_eq!(tagged(&emu, &rev1, "nomad:unused-since"), 0);
+    assert_eq!(
+        tagged(&emu, &rev1, "nomad:last-used"),
+        0,
+        "no use marks when the clean-up is off"
+    );
+}

@@ -495,11 +495,11 @@ impl EcsClient {
     }
 
     /// One page of ListTaskDefinitions for exactly the family `family` (ECS's `familyPrefix`
-    /// is a whole family name), with `status` (`ACTIVE` or `INACTIVE`), newest first
-    /// (`sort: DESC`). Returns the ARNs and the next page's token.
+    /// is a whole family name; None: every family), with `status` (`ACTIVE` or `INACTIVE`),
+    /// newest first (`sort: DESC`). Returns the ARNs and the next page's token.
     pub fn list_task_definitions(
         &self,
-        family: &str,
+        family: Option<&str>,
         status: &str,
         next_token: Option<&str>,
     ) -> Result<(Vec<String>, Option<String>), AwsError> {
@@ -739,10 +739,13 @@ pub fn list_tasks_request(input: &ListTasksInput) -> Value {
     Value::Object(body)
 }
 
-/// The ListTaskDefinitions request body: one family, one status, newest first, 100 a page.
-pub fn list_task_definitions_request(family: &str, status: &str, next_token: Option<&str>) -> Value {
+/// The ListTaskDefinitions request body: one family (None: all), one status, newest first,
+/// 100 a page.
+pub fn list_task_definitions_request(family: Option<&str>, status: &str, next_token: Option<&str>) -> Value {
     let mut body = Map::new();
-    body.insert("familyPrefix".into(), json!(family));
+    if let Some(f) = family {
+        body.insert("familyPrefix".into(), json!(f));
+    }
     body.insert("status".into(), json!(status));
     body.insert("sort".into(), json!("DESC"));
     body.insert("maxResults".into(), json!(MAX_LIST_RESULTS));
@@ -1077,11 +1080,15 @@ mod tests {
     #[test]
     fn task_definition_registry_calls_follow_the_api_model() {
         assert_eq!(
-            list_task_definitions_request("web", "ACTIVE", None),
+            list_task_definitions_request(Some("web"), "ACTIVE", None),
             json!({"familyPrefix": "web", "status": "ACTIVE", "sort": "DESC", "maxResults": 100})
         );
         assert_eq!(
-            list_task_definitions_request("web", "INACTIVE", Some("t"))["nextToken"],
+            list_task_definitions_request(None, "ACTIVE", None),
+            json!({"status": "ACTIVE", "sort": "DESC", "maxResults": 100})
+        );
+        assert_eq!(
+            list_task_definitions_request(Some("web"), "INACTIVE", Some("t"))["nextToken"],
             "t"
         );
         let v = json!({"taskDefinition": {"taskDefinitionArn": "arn:aws:ecs:us-east-1:1:task-definition/web:3",

@@ -132,6 +132,9 @@ pub struct DriverConfig {
     /// `family_prefix`: put before the family of every task definition the driver registers
     /// from a job (`task_definition_json`, `task_definition_file`). Empty: none.
     pub family_prefix: String,
+    /// `task_definition_cleanup`: how long a revision the driver registered must be unused
+    /// before the sweep deregisters it; zero: never (the default).
+    pub task_definition_cleanup: Duration,
 }
 
 impl Default for DriverConfig {
@@ -157,6 +160,7 @@ impl Default for DriverConfig {
             logs_endpoint: None,
             handoff: HandoffConfig::default(),
             family_prefix: String::new(),
+            task_definition_cleanup: Duration::ZERO,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and the rules of each driver operation. Plain Rust values in and out: no gRPC or HTTP types.
 
 pub mod alloc_fs;
+pub mod cleanup;
 pub mod config;
 pub mod events;
 pub mod exit;
@@ -527,9 +528,17 @@ impl Driver {
             (None, None) => return Ok(None),
         };
         let doc = taskdef::parse(&text, field, &origin).map_err(invalid)?;
-        let prepared = taskdef::prepare(doc, &cfg.family_prefix, identity, field).map_err(invalid)?;
+        let mut prepared = taskdef::prepare(doc, &cfg.family_prefix, identity, field).map_err(invalid)?;
+        // The Nomad identity, so that only this Nomad cluster's clean-up ever deregisters it.
+        prepared.tag(handoff::TAG_REGION, &identity.region);
+        prepared.tag(
+            handoff::TAG_CLUSTER,
+            cfg.handoff.nomad_cluster.as_deref().unwrap_or_default(),
+        );
+        let cleanup = Some(cfg.task_definition_cleanup).filter(|g| !g.is_zero());
+        let max_age = cleanup.map(cleanup::last_used_every);
         let (arn, how) =
-            taskdef::resolve(client, &self.definitions, &prepared).map_err(|e| DriverError::StartFailed {
+            taskdef::resolve(client, &self.definitions, &prepared, max_age).map_err(|e| DriverError::StartFailed {
                 recoverable: e.is_transient(),
                 message: format!(
                     "cannot register the task definition of {field} (family {}): {}",
@@ -547,6 +556,9 @@ impl Driver {
             taskdef::Resolution::Cached => {
                 log::debug!(task_id = identity.id.as_str(); "using task definition {arn} (hash {})", prepared.hash)
             }
+        }
+        if let Some(grace) = cleanup {
+            cleanup::note_use(client, &self.definitions, &arn, grace);
         }
         let spec = TaskSpec {
             task_definition: arn,
@@ -607,8 +619,13 @@ impl Driver {
             count: 1,
         };
         let out = with_retries(RetryPolicy::within(RUN_TASK_DEADLINE), || client.run_task(&input)).map_err(|e| {
+            if is_inactive_definition(&e) && spec.task_definition_json.is_none() {
+                // A revision this process resolved for a job-written definition may have been
+                // deregistered since (the clean-up): forget it, so the retry registers it again.
+                self.definitions.forget(&spec.task_definition);
+            }
             DriverError::StartFailed {
-                recoverable: e.is_transient(),
+                recoverable: e.is_transient() || is_inactive_definition(&e),
                 message: format!(
                     "could not start the ECS task: {}",
                     describe_aws_problem(&e, client.endpoint())
@@ -1587,6 +1604,10 @@ impl Driver {
         let mut seen = 0usize;
         let mut stop: Vec<(String, String, String)> = Vec::new();
         let now = SystemTime::now();
+        // The task definitions every listed task runs (the clean-up's view), and whether the
+        // round saw every swept cluster whole.
+        let mut running_definitions = std::collections::HashSet::new();
+        let mut complete = true;
         for cluster in sweep_clusters(cfg) {
             let input = ListTasksInput {
                 cluster: cluster.clone(),
@@ -1597,6 +1618,7 @@ impl Driver {
                 Ok(a) => a,
                 Err(e) => {
                     log::warn!("orphan sweep: cannot list the tasks of ECS cluster {cluster}: {e}");
+                    complete = false;
                     continue;
                 }
             };
@@ -1605,10 +1627,14 @@ impl Driver {
                     Ok(out) => out.tasks,
                     Err(e) => {
                         log::warn!("orphan sweep: cannot read tasks of ECS cluster {cluster}: {e}");
+                        complete = false;
                         continue;
                     }
                 };
                 for t in tasks {
+                    if let Some(td) = &t.task_definition_arn {
+                        running_definitions.insert(td.clone());
+                    }
                     if t.tag(TAG_MANAGED_BY) != Some(MANAGED_BY)
                         || t.desired_status != "RUNNING"
                         || handoff::NomadIdentity::of_task(&t).as_ref() != Some(nomad)
@@ -1669,6 +1695,7 @@ impl Driver {
                 }
             }
         }
+        self.clean_task_definitions(cfg, &client, nomad, &running_definitions, complete);
         if let Some(why) = handoff::brake(stop.len(), seen, h.reap_max_stop, h.reap_max_stop_percent) {
             let arns: Vec<&str> = stop.iter().take(20).map(|(_, arn, _)| arn.as_str()).collect();
             log::error!(
@@ -1701,6 +1728,39 @@ impl Driver {
         self.set_sweep_status(format!(
             "round {round} swept by this node: {seen} running ECS tasks of {nomad} looked at, {stopped} stopped"
         ));
+    }
+
+    /// The elected sweeper's task definition clean-up (`task_definition_cleanup`), after the
+    /// round has seen which definitions the swept clusters' tasks run: see [`cleanup`].
+    fn clean_task_definitions(
+        &self,
+        cfg: &DriverConfig,
+        client: &EcsClient,
+        nomad: &handoff::NomadIdentity,
+        running: &std::collections::HashSet<String>,
+        complete: bool,
+    ) {
+        if cfg.task_definition_cleanup.is_zero() {
+            return;
+        }
+        if !complete {
+            log::info!("task definition clean-up skipped this round: not every swept cluster's tasks could be read");
+            return;
+        }
+        let out = cleanup::round(
+            client,
+            &self.definitions,
+            nomad,
+            running,
+            cfg.task_definition_cleanup,
+            cfg.handoff.reap_dry_run,
+        );
+        log::debug!(
+            "task definition clean-up: {} of the driver's revisions looked at, {} newly unused, {} deregistered",
+            out.looked_at,
+            out.marked,
+            out.deregistered.len()
+        );
     }
 
     /// DestroyTask: forget the task; with `force` stop a still-running ECS task first.
@@ -1783,6 +1843,11 @@ impl Driver {
     pub fn task_count(&self) -> usize {
         self.tasks().len()
     }
+}
+
+/// ECS's answer to RunTask with a deregistered (INACTIVE) task definition revision.
+fn is_inactive_definition(e: &AwsError) -> bool {
+    e.code.ends_with("ClientException") && e.message.to_ascii_lowercase().contains("inactive")
 }
 
 /// The sweep thread: a round every `reap_interval` (rounds are slices of unix time, the same

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
@@ -31,6 +31,9 @@ pub const MAX_FAMILY_CHARS: usize = 255;
 pub const TAG_DEFINITION_HASH: &str = "nomad:taskdef-hash";
 /// Tag on every revision the driver registers (value [`super::MANAGED_BY`]).
 pub const TAG_MANAGED_BY: &str = super::TAG_MANAGED_BY;
+/// How many tags the driver may put on a revision it registers: managed-by, the hash, the
+/// Nomad region and cluster, and the clean-up's two ([`super::cleanup`]).
+pub const DRIVER_DEFINITION_TAGS: usize = 6;
 /// Hex digits of the definition hash (128 bits).
 pub const HASH_DIGITS: usize = 32;
 /// How many of a family's newest ACTIVE revisions are read to find one with the same hash.
@@ -221,10 +224,10 @@ fn user_tags(doc: &Map<String, Value>) -> Result<Vec<(String, String)>, String> 
         Some(Value::Array(l)) => l,
         Some(_) => return Err("`tags` must be a list of {\"key\": ..., \"value\": ...}".into()),
     };
-    let max = MAX_TAGS_PER_RESOURCE - 2;
+    let max = MAX_TAGS_PER_RESOURCE - DRIVER_DEFINITION_TAGS;
     if list.len() > max {
         return Err(format!(
-            "`tags` has {} tags; at most {max} (ECS allows {MAX_TAGS_PER_RESOURCE} and the driver adds 2)",
+            "`tags` has {} tags; at most {max} (ECS allows {MAX_TAGS_PER_RESOURCE} and the driver keeps {DRIVER_DEFINITION_TAGS})",
             list.len()
         ));
     }
@@ -324,6 +327,18 @@ pub fn prepare(
         o.insert("tags".into(), Value::Array(tags));
     }
     Ok(Prepared { family, hash, body })
+}
+
+impl Prepared {
+    /// Adds a driver tag to the registration (not part of the hash); an empty value is left out.
+    pub fn tag(&mut self, key: &str, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        if let Some(Value::Array(tags)) = self.body.get_mut("tags") {
+            tags.push(serde_json::json!({ "key": key, "value": value }));
+        }
+    }
 }
 
 /// `null` members dropped everywhere (AWS reads a null member as an absent one).
@@ -487,9 +502,15 @@ pub struct Registry {
 
 #[derive(Debug, Default)]
 struct RegistryState {
-    resolved: HashMap<String, String>,
+    /// (endpoint, family, hash) → (ARN, when it was found or registered).
+    resolved: HashMap<String, (String, SystemTime)>,
     hashes: HashMap<String, Option<String>>,
     locks: HashMap<String, Arc<Mutex<()>>>,
+    /// The clean-up's memory (see [`super::cleanup`]): ARN → whether the revision is one of
+    /// the driver's of this Nomad identity (its tags saying so do not change).
+    cleanup_known: HashMap<String, bool>,
+    /// ARN → when this process last wrote its `nomad:last-used` tag.
+    use_marks: HashMap<String, SystemTime>,
 }
 
 impl Registry {
@@ -504,26 +525,75 @@ impl Registry {
     /// Forgets an ARN (deregistered): the next resolution looks in ECS again.
     pub fn forget(&self, arn: &str) {
         let mut s = self.state();
-        s.resolved.retain(|_, v| v != arn);
+        s.resolved.retain(|_, (v, _)| v != arn);
         s.hashes.remove(arn);
+        s.cleanup_known.remove(arn);
+        s.use_marks.remove(arn);
+    }
+
+    /// Whether the clean-up found `arn` to be one of the driver's revisions (None: not read yet).
+    pub fn cleanup_known(&self, arn: &str) -> Option<bool> {
+        self.state().cleanup_known.get(arn).copied()
+    }
+
+    pub fn set_cleanup_known(&self, arn: &str, ours: bool) {
+        self.state().cleanup_known.insert(arn.to_string(), ours);
+    }
+
+    /// True (and noted as done at `now`) when this process has not written `arn`'s last-used
+    /// tag within `every`.
+    pub fn due_use_mark(&self, arn: &str, now: SystemTime, every: Duration) -> bool {
+        let mut s = self.state();
+        let due = s
+            .use_marks
+            .get(arn)
+            .is_none_or(|t| now.duration_since(*t).unwrap_or_default() >= every);
+        if due {
+            s.use_marks.insert(arn.to_string(), now);
+        }
+        due
+    }
+
+    /// A last-used tag that could not be written: the next start tries again.
+    pub fn forget_use_mark(&self, arn: &str) {
+        self.state().use_marks.remove(arn);
     }
 }
 
 /// The ARN of a revision of `p.family` with `p`'s hash: this process's earlier answer; else
 /// the newest of the family's ACTIVE revisions (at most [`MAX_REVISIONS_SCANNED`] read) tagged
 /// with the hash; else a new registration. Transient errors are retried.
-pub fn resolve(client: &EcsClient, registry: &Registry, p: &Prepared) -> Result<(String, Resolution), AwsError> {
+///
+/// `max_age`: with the clean-up on, an answer of this process older than that is looked up in
+/// ECS again (the revision may have been deregistered since).
+pub fn resolve(
+    client: &EcsClient,
+    registry: &Registry,
+    p: &Prepared,
+    max_age: Option<Duration>,
+) -> Result<(String, Resolution), AwsError> {
     let key = Registry::key(client.endpoint(), p);
-    if let Some(arn) = registry.state().resolved.get(&key) {
-        return Ok((arn.clone(), Resolution::Cached));
+    let cached = |registry: &Registry| {
+        let now = SystemTime::now();
+        registry
+            .state()
+            .resolved
+            .get(&key)
+            .filter(|(_, at)| max_age.is_none_or(|m| now.duration_since(*at).unwrap_or_default() < m))
+            .map(|(arn, _)| arn.clone())
+    };
+    if let Some(arn) = cached(registry) {
+        return Ok((arn, Resolution::Cached));
     }
     let lock = Arc::clone(registry.state().locks.entry(key.clone()).or_default());
     let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(arn) = registry.state().resolved.get(&key) {
-        return Ok((arn.clone(), Resolution::Cached));
+    if let Some(arn) = cached(registry) {
+        return Ok((arn, Resolution::Cached));
     }
     let policy = || RetryPolicy::within(CALL_DEADLINE);
-    let (mut arns, _) = with_retries(policy(), || client.list_task_definitions(&p.family, "ACTIVE", None))?;
+    let (mut arns, _) = with_retries(policy(), || {
+        client.list_task_definitions(Some(&p.family), "ACTIVE", None)
+    })?;
     // Newest first, whatever order the endpoint answered in.
     arns.sort_by_key(|a| std::cmp::Reverse(revision_of(a)));
     for arn in arns.iter().take(MAX_REVISIONS_SCANNED) {
@@ -538,7 +608,7 @@ pub fn resolve(client: &EcsClient, registry: &Registry, p: &Prepared) -> Result<
             }
         };
         if hash.as_deref() == Some(p.hash.as_str()) {
-            registry.state().resolved.insert(key, arn.clone());
+            registry.state().resolved.insert(key, (arn.clone(), SystemTime::now()));
             return Ok((arn.clone(), Resolution::Reused));
         }
     }
@@ -547,7 +617,7 @@ pub fn resolve(client: &EcsClient, registry: &Registry, p: &Prepared) -> Result<
     let (def, _) = client.register_task_definition(&p.body)?;
     let mut s = registry.state();
     s.hashes.insert(def.arn.clone(), Some(p.hash.clone()));
-    s.resolved.insert(key, def.arn.clone());
+    s.resolved.insert(key, (def.arn.clone(), SystemTime::now()));
     Ok((def.arn, Resolution::Registered))
 }
 

@@ -329,9 +329,24 @@ pub fn decode_plugin_config(bytes: &[u8]) -> Result<DriverConfig> {
             format!("{family_prefix:?}: up to 200 letters, digits, hyphens and underscores (ECS's family rules)"),
         ));
     }
+    let task_definition_cleanup = bounded_duration(
+        obj,
+        "task_definition_cleanup",
+        Duration::ZERO,
+        Duration::from_secs(1)..=Duration::from_secs(90 * 24 * 3600),
+        true,
+        "24h, or 0 to keep every revision",
+    )?;
+    if !task_definition_cleanup.is_zero() && handoff.reap_interval.is_zero() {
+        return Err(ConfigError::new(
+            "task_definition_cleanup",
+            "needs the orphan sweep, in whose rounds it runs: set reap_interval above 0, or remove task_definition_cleanup",
+        ));
+    }
     Ok(DriverConfig {
         handoff,
         family_prefix,
+        task_definition_cleanup,
         stream_logs: opt_bool(obj, "", "stream_logs")?.unwrap_or(true),
         logs_poll_interval,
         logs_endpoint,
@@ -1392,6 +1407,28 @@ mod tests {
         assert!(e.message.contains("request_timeout"), "{e}");
         let e = decode_plugin_config(&bytes(M::L(vec![]))).unwrap_err();
         assert_eq!(e.field, "config");
+    }
+
+    #[test]
+    fn task_definition_cleanup_is_off_by_default_and_needs_the_sweep() {
+        let cfg = decode_plugin_config(&bytes(M::O(vec![("enabled", M::B(true))]))).unwrap();
+        assert_eq!(cfg.task_definition_cleanup, Duration::ZERO);
+        let cfg = decode_plugin_config(&bytes(M::O(vec![("task_definition_cleanup", M::S("24h"))]))).unwrap();
+        assert_eq!(cfg.task_definition_cleanup, Duration::from_secs(24 * 3600));
+        let cfg = decode_plugin_config(&bytes(M::O(vec![
+            ("task_definition_cleanup", M::S("0s")),
+            ("reap_interval", M::S("0s")),
+        ])))
+        .unwrap();
+        assert_eq!(cfg.task_definition_cleanup, Duration::ZERO);
+        for opts in [
+            vec![("task_definition_cleanup", M::S("1h")), ("reap_interval", M::S("0s"))],
+            vec![("task_definition_cleanup", M::S("2161h"))],
+            vec![("task_definition_cleanup", M::S("soon"))],
+        ] {
+            let e = decode_plugin_config(&bytes(M::O(opts))).unwrap_err();
+            assert_eq!(e.field, "task_definition_cleanup", "{e}");
+        }
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub fn plugin_config_spec() -> Spec {
         ("reap_max_stop", attr("reap_max_stop", "number")),
         ("reap_max_stop_percent", attr("reap_max_stop_percent", "number")),
         ("family_prefix", attr("family_prefix", "string")),
+        ("task_definition_cleanup", attr("task_definition_cleanup", "string")),
     ])
 }
 
@@ -282,6 +283,7 @@ mod tests {
                 "role_session_name",
                 "stream_logs",
                 "sts_endpoint",
+                "task_definition_cleanup",
                 "use_fips_endpoint"
             ]
         );

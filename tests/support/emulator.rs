@@ -112,6 +112,37 @@ impl Emulator {
         }
     }
 
+    /// An ECS API call made by the test itself (only on an emulator started without signature
+    /// checks), e.g. to register a revision by hand or read revisions' status.
+    pub fn ecs(&self, operation: &str, body: Value) -> Value {
+        // moto routes by the credential scope (service, region); the signature is not checked.
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential=AKIDTESTONLY/20260101/{REGION}/ecs/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let req = self
+            .agent
+            .post(&self.url("/"))
+            .set("Content-Type", "application/x-amz-json-1.1")
+            .set(
+                "X-Amz-Target",
+                &format!("AmazonEC2ContainerServiceV20141113.{operation}"),
+            )
+            .set("Authorization", &authorization);
+        match req.send_string(&body.to_string()) {
+            Ok(r) => {
+                let text = r.into_string().expect("body");
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{operation}: not JSON ({e}): {text}"))
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                panic!(
+                    "{operation} failed with {code}: {}",
+                    r.into_string().unwrap_or_default()
+                )
+            }
+            Err(e) => panic!("{operation} failed: {e}"),
+        }
+    }
+
     pub fn get(&self, path: &str) -> Value {
         match self.agent.get(&self.url(path)).call() {
             Ok(r) => serde_json::from_str(&r.into_string().expect("body")).expect("json"),
