@@ -1,15 +1,20 @@
-//! Checks on the static release artifact (`cargo static`, see README.md "Release builds").
+//! Checks on a release artifact (`.ci/release`, see README.md "Release builds"): a static musl
+//! binary for x86_64 or arm64.
 //!
-//! The artifact is named by `NOMAD_DRIVER_ECS_RELEASE_BIN`, e.g.
+//! The artifact is named by `NOMAD_DRIVER_ECS_RELEASE_BIN`; `NOMAD_DRIVER_ECS_RELEASE_RUNNER`
+//! names a program to run it with (`qemu-aarch64-static` for the arm64 artifact on an x86_64
+//! machine), and `NOMAD_DRIVER_ECS_RELEASE_ARCH` what `file` must call its architecture
+//! (`x86-64`, `ARM aarch64`), e.g.
 //!
 //! ```sh
-//! cargo static
-//! NOMAD_DRIVER_ECS_RELEASE_BIN=target/x86_64-unknown-linux-gnu/release/nomad-driver-ecs \
+//! .ci/release
+//! NOMAD_DRIVER_ECS_RELEASE_BIN=target/dist/aarch64-unknown-linux-musl/nomad-driver-ecs \
+//! NOMAD_DRIVER_ECS_RELEASE_RUNNER=qemu-aarch64-static NOMAD_DRIVER_ECS_RELEASE_ARCH="ARM aarch64" \
 //!     cargo test --locked --test release_artifact
 //! ```
 //!
-//! CI sets it. When it is unset, every test here prints a "skipped" line and passes, so a plain
-//! `cargo test` does not need the release build.
+//! CI sets them. When `NOMAD_DRIVER_ECS_RELEASE_BIN` is unset, every test here prints a
+//! "skipped" line and passes, so a plain `cargo test` does not need the release build.
 
 mod support;
 
@@ -29,6 +34,24 @@ use support::host::{self, Launch, COOKIE, COOKIE_KEY};
 use support::{World, WAIT};
 
 const ENV: &str = "NOMAD_DRIVER_ECS_RELEASE_BIN";
+const RUNNER_ENV: &str = "NOMAD_DRIVER_ECS_RELEASE_RUNNER";
+const ARCH_ENV: &str = "NOMAD_DRIVER_ECS_RELEASE_ARCH";
+
+fn env_value(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+/// The command that starts the artifact: the binary itself, or the runner with it.
+fn command(bin: &Path) -> Command {
+    match env_value(RUNNER_ENV) {
+        Some(runner) => {
+            let mut c = Command::new(runner);
+            c.arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
 
 /// The release artifact, or `None` (with a "skipped" line) when `NOMAD_DRIVER_ECS_RELEASE_BIN`
 /// is unset.
@@ -36,8 +59,7 @@ fn release_bin(test: &str) -> Option<PathBuf> {
     match std::env::var_os(ENV).filter(|v| !v.is_empty()) {
         None => {
             // Straight to stderr: libtest captures println!/eprintln! of passing tests.
-            let line =
-                format!("release_artifact::{test}: skipped: set {ENV} to the static release binary (cargo static)\n");
+            let line = format!("release_artifact::{test}: skipped: set {ENV} to a release binary (.ci/release)\n");
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
             None
         }
@@ -52,7 +74,10 @@ fn release_bin(test: &str) -> Option<PathBuf> {
 
 /// Launch options for the release binary, with the tests' static credentials.
 fn launch(bin: &Path) -> Launch {
-    Launch::test_credentials().with_binary(bin)
+    Launch {
+        runner: env_value(RUNNER_ENV).map(PathBuf::from),
+        ..Launch::test_credentials().with_binary(bin)
+    }
 }
 
 #[test]
@@ -73,6 +98,90 @@ fn is_statically_linked() {
         "not a static binary: {text}"
     );
     assert!(!text.contains("dynamically linked"), "{text}");
+    assert!(
+        !text.contains("interpreter"),
+        "a static binary names no ELF interpreter: {text}"
+    );
+    if let Some(arch) = env_value(ARCH_ENV) {
+        assert!(text.contains(&format!(", {arch},")), "not a {arch} binary: {text}");
+    }
+}
+
+/// The dependency list cargo-auditable embeds (section `.dep-v0`: zlib-compressed JSON), which
+/// `cargo audit bin` and SBOM scanners read: it names the plugin and the crates it is built
+/// from, at the versions Cargo.lock pins.
+#[test]
+fn carries_its_dependency_list() {
+    let Some(bin) = release_bin("carries_its_dependency_list") else {
+        return;
+    };
+    // Only artifacts of `.ci/release` (cargo auditable) carry the list; `cargo static` ones do not.
+    if env_value("NOMAD_DRIVER_ECS_RELEASE_AUDITABLE").as_deref() != Some("1") {
+        let line = "release_artifact::carries_its_dependency_list: skipped: set NOMAD_DRIVER_ECS_RELEASE_AUDITABLE=1 for a .ci/release artifact\n";
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        return;
+    }
+    let elf = std::fs::read(&bin).unwrap();
+    let compressed = elf_section(&elf, ".dep-v0").expect("a .dep-v0 section (built with cargo auditable)");
+    let mut py = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read()))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    py.stdin.take().unwrap().write_all(compressed).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(out.status.success(), "not zlib data");
+    let deps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let packages = deps["packages"].as_array().expect("packages");
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).unwrap();
+    for name in [
+        "nomad-driver-ecs",
+        "grpcio",
+        "grpcio-sys",
+        "protobuf",
+        "ureq",
+        "aws-sigv4",
+        "serde_json",
+        "rustls",
+    ] {
+        let p = packages
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not in the embedded list"));
+        let version = p["version"].as_str().unwrap();
+        assert!(
+            lock.contains(&format!("name = \"{name}\"\nversion = \"{version}\"\n")),
+            "{name} {version} is not what Cargo.lock pins"
+        );
+    }
+    let root: Vec<_> = packages.iter().filter(|p| p["root"] == true).collect();
+    assert_eq!(root.len(), 1);
+    assert_eq!(root[0]["name"], "nomad-driver-ecs");
+    println!("{} packages embedded", packages.len());
+}
+
+/// The bytes of the section `name` of a little-endian ELF64 file.
+fn elf_section<'a>(elf: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    assert_eq!(&elf[..6], b"\x7fELF\x02\x01", "not a little-endian ELF64 file");
+    let (shoff, shentsize, shnum, shstrndx) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let header = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(header(shstrndx) + 0x18);
+    (0..shnum).find_map(|i| {
+        let h = header(i);
+        let at = strtab + u32_at(h);
+        let end = at + elf[at..].iter().position(|b| *b == 0)?;
+        (&elf[at..end] == name.as_bytes()).then(|| {
+            let (off, size) = (u64_at(h + 0x18), u64_at(h + 0x20));
+            &elf[off..off + size]
+        })
+    })
 }
 
 #[test]
@@ -83,7 +192,7 @@ fn handshakes_from_an_empty_directory_with_only_the_go_plugin_environment() {
     let dir = std::env::temp_dir().join(format!("ecs-release-cwd-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = Command::new(&bin)
+    let mut child = command(&bin)
         .current_dir(&dir)
         .env_clear()
         .env(COOKIE_KEY, COOKIE)

@@ -60,6 +60,9 @@ pub struct Launch {
     pub broken_pipes: bool,
     /// The plugin binary to run instead of [`binary()`] (e.g. the static release artifact).
     pub binary: Option<PathBuf>,
+    /// A program that runs the binary (its first argument), e.g. `qemu-aarch64-static` for
+    /// an arm64 release artifact on an x86_64 machine.
+    pub runner: Option<PathBuf>,
 }
 
 impl Launch {
@@ -86,7 +89,15 @@ impl Plugin {
     pub fn launch(opts: &Launch) -> Plugin {
         // No shared credential files: only what the test puts in the environment counts.
         let home = "/nonexistent/ecs-test-home";
-        let mut cmd = Command::new(opts.binary.clone().unwrap_or_else(binary));
+        let program = opts.binary.clone().unwrap_or_else(binary);
+        let mut cmd = match &opts.runner {
+            Some(runner) => {
+                let mut c = Command::new(runner);
+                c.arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", home)
