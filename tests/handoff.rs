@@ -212,15 +212,7 @@ impl Setup {
 /// drivermanager/instance.go `handleFingerprint`, client/node_updater.go at v1.10.0). Returns
 /// once the first fingerprint is stored.
 fn register_fingerprints(nomad: &Arc<NomadStandIn>, node: &str, p: &Plugin) {
-    let rx = p.fingerprint();
-    let first = rx.recv_timeout(WAIT).expect("a fingerprint").expect("fingerprint ok");
-    nomad.register_fingerprint(node, "ecs", &first);
-    let (nomad, node) = (Arc::clone(nomad), node.to_string());
-    std::thread::spawn(move || {
-        while let Ok(Ok(fp)) = rx.recv() {
-            nomad.register_fingerprint(&node, "ecs", &fp);
-        }
-    });
+    support::nomad_stand_in::follow_fingerprints(nomad, node, p);
 }
 
 /// The node dies with its plugin: Nomad marks it down (heartbeat missed).

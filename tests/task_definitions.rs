@@ -524,15 +524,7 @@ fn sweeping_plugin(
     values.extend(extra);
     p.set_config(support::test_plugin_config(cluster, &emu.endpoint(), values), true)
         .expect("SetConfig");
-    let rx = p.fingerprint();
-    let first = rx.recv_timeout(WAIT).expect("a fingerprint").expect("fingerprint ok");
-    nomad.register_fingerprint(node, "ecs", &first);
-    let (nomad, node) = (Arc::clone(nomad), node.to_string());
-    std::thread::spawn(move || {
-        while let Ok(Ok(fp)) = rx.recv() {
-            nomad.register_fingerprint(&node, "ecs", &fp);
-        }
-    });
+    support::nomad_stand_in::follow_fingerprints(nomad, node, &p);
     p
 }
 

@@ -19,7 +19,7 @@
 //! later start of the same definition registers it again.
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::handoff::{self, NomadIdentity};
 use super::taskdef::{self, Registry};
@@ -87,8 +87,7 @@ pub fn step(
 }
 
 fn unix_tag(tags: &[(String, String)], key: &str) -> Option<SystemTime> {
-    let secs: u64 = tags.iter().find(|(k, _)| k == key)?.1.parse().ok()?;
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+    handoff::parse_unix_time(tag(tags, key)?)
 }
 
 fn tag<'a>(tags: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -224,6 +223,7 @@ pub fn note_use(client: &EcsClient, registry: &Registry, arn: &str, grace: Durat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     const GRACE: Duration = Duration::from_secs(3600);
 

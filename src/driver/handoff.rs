@@ -236,8 +236,12 @@ pub fn orphan_since(task: &Task) -> Option<SystemTime> {
 }
 
 fn unix_tag(task: &Task, key: &str) -> Option<SystemTime> {
-    let secs: u64 = task.tag(key)?.parse().ok()?;
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+    parse_unix_time(task.tag(key)?)
+}
+
+/// A tag value written by [`unix_time_tag`], read back.
+pub fn parse_unix_time(value: &str) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_secs(value.parse().ok()?))
 }
 
 /// A tag whose value is `at` in unix seconds.

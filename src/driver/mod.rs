@@ -530,11 +530,11 @@ impl Driver {
         let doc = taskdef::parse(&text, field, &origin).map_err(invalid)?;
         let mut prepared = taskdef::prepare(doc, &cfg.family_prefix, identity, field).map_err(invalid)?;
         // The Nomad identity, so that only this Nomad cluster's clean-up ever deregisters it.
-        prepared.tag(handoff::TAG_REGION, &identity.region);
-        prepared.tag(
-            handoff::TAG_CLUSTER,
-            cfg.handoff.nomad_cluster.as_deref().unwrap_or_default(),
-        );
+        for (key, value) in identity_tags(identity, cfg.handoff.nomad_cluster.as_deref()) {
+            if key == handoff::TAG_REGION || key == handoff::TAG_CLUSTER {
+                prepared.tag(&key, &value);
+            }
+        }
         let cleanup = Some(cfg.task_definition_cleanup).filter(|g| !g.is_zero());
         let max_age = cleanup.map(cleanup::last_used_every);
         let (arn, how) =
@@ -619,13 +619,14 @@ impl Driver {
             count: 1,
         };
         let out = with_retries(RetryPolicy::within(RUN_TASK_DEADLINE), || client.run_task(&input)).map_err(|e| {
-            if is_inactive_definition(&e) && spec.task_definition_json.is_none() {
+            let inactive = is_inactive_definition(&e);
+            if inactive {
                 // A revision this process resolved for a job-written definition may have been
                 // deregistered since (the clean-up): forget it, so the retry registers it again.
                 self.definitions.forget(&spec.task_definition);
             }
             DriverError::StartFailed {
-                recoverable: e.is_transient() || is_inactive_definition(&e),
+                recoverable: e.is_transient() || inactive,
                 message: format!(
                     "could not start the ECS task: {}",
                     describe_aws_problem(&e, client.endpoint())
@@ -1000,9 +1001,6 @@ impl Driver {
         }
     }
 
-    /// Tails the task's awslogs streams into its stdout FIFO (and its lifecycle lines into
-    /// the stderr FIFO). A container whose `awslogs-region` is not a region name is left out
-    /// (a task event says so): a task definition must never pick the host the plugin calls.
     /// `stream_logs = false`: nothing is read, but the task's FIFOs are held while it runs and
     /// closed when it ends, so Nomad's logmon is not left waiting for a writer at every stop.
     fn hold_fifos(&self, entry: &TaskEntry) {
@@ -1015,6 +1013,9 @@ impl Driver {
         );
     }
 
+    /// Tails the task's awslogs streams into its stdout FIFO (and its lifecycle lines into
+    /// the stderr FIFO). A container whose `awslogs-region` is not a region name is left out
+    /// (a task event says so): a task definition must never pick the host the plugin calls.
     fn start_log_tail(&self, entry: &TaskEntry, task_definition: &str, cfg: &DriverConfig) {
         let sources = match task::task_definition(&entry.client, task_definition, &self.shared) {
             Ok(def) => logs::sources(&def, &entry.state.task_arn),

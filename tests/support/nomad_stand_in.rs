@@ -405,3 +405,20 @@ fn decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Keeps node `node`'s ecs driver in the stand-in's node list as the plugin fingerprints it (a
+/// Nomad client stores every fingerprint it receives): the first at once, the rest from a thread.
+pub fn follow_fingerprints(nomad: &Arc<NomadStandIn>, node: &str, p: &super::host::Plugin) {
+    let rx = p.fingerprint();
+    let first = rx
+        .recv_timeout(super::WAIT)
+        .expect("a fingerprint")
+        .expect("fingerprint ok");
+    nomad.register_fingerprint(node, "ecs", &first);
+    let (nomad, node) = (Arc::clone(nomad), node.to_string());
+    std::thread::spawn(move || {
+        while let Ok(Ok(fp)) = rx.recv() {
+            nomad.register_fingerprint(&node, "ecs", &fp);
+        }
+    });
+}
