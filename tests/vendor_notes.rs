@@ -1,15 +1,16 @@
 //! Keeps `vendor-notes.md` in step with `Cargo.lock` (the dependency audit's source of truth).
 //!
 //! Every package in the lock file (all targets: build-only and Windows/macOS-only crates too; our
-//! own crate excluded) must have a row in the crate table of vendor-notes.md, its licence must be
-//! allowed by the `allowed-licenses:` line there, and the table must not list packages that are no
-//! longer locked. Runs offline: `cargo metadata --offline` plus `Cargo.lock` itself.
+//! own crate excluded) must have a row in the crate table of vendor-notes.md whose licence cell is
+//! the crate's own SPDX expression, the table must not list packages that are no longer locked,
+//! and the `allowed-licenses:` line must be the allow-list of deny.toml. Whether each licence
+//! passes that list is cargo-deny's check (`.ci/deny`), not this file's. Runs offline:
+//! `cargo metadata --offline` plus `Cargo.lock` itself.
 //!
 //! `cargo metadata` needs the source of every locked package, including platform-only crates that
 //! a Linux build never downloads. When some are missing (e.g. a plain `cargo build` cache instead
 //! of a full `cargo vendor`/`cargo fetch`), the test falls back to `--filter-platform <host>` for
-//! the packages whose sources are present and takes the full package list from `Cargo.lock`; the
-//! licences of the missing ones are then checked as recorded in vendor-notes.md.
+//! the packages whose sources are present and takes the full package list from `Cargo.lock`.
 //!
 //! Print every row as generated from `cargo metadata` (for regenerating the table):
 //! `VENDOR_NOTES_PRINT=1 cargo test --test vendor_notes -- --nocapture`.
@@ -26,6 +27,7 @@ const NOTES_FILE: &str = "vendor-notes.md";
 const TABLE_BEGIN: &str = "<!-- crate-table:begin -->";
 const TABLE_END: &str = "<!-- crate-table:end -->";
 const ALLOW_KEY: &str = "allowed-licenses:";
+const DENY_FILE: &str = "deny.toml";
 const OWN_CRATE: &str = env!("CARGO_PKG_NAME");
 const PRINT_ENV: &str = "VENDOR_NOTES_PRINT";
 const HOW_TO_REGENERATE: &str = "How to regenerate: see \"Regenerating and checking the list\" in vendor-notes.md; \
@@ -382,171 +384,6 @@ impl World {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Licence expressions (SPDX subset: OR, AND, WITH, parentheses; `/` as OR as old crates use it)
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, PartialEq)]
-enum Licence {
-    /// A licence id, or `id WITH exception` (allowed only if listed exactly so).
-    Id(String),
-    All(Vec<Licence>),
-    Any(Vec<Licence>),
-}
-
-#[derive(Debug, PartialEq)]
-enum Token {
-    Open,
-    Close,
-    Or,
-    And,
-    With,
-    Id(String),
-}
-
-fn tokenize(expr: &str) -> Vec<Token> {
-    fn flush(word: &mut String, out: &mut Vec<Token>) {
-        if word.is_empty() {
-            return;
-        }
-        let w = std::mem::take(word);
-        out.push(if w.eq_ignore_ascii_case("or") {
-            Token::Or
-        } else if w.eq_ignore_ascii_case("and") {
-            Token::And
-        } else if w.eq_ignore_ascii_case("with") {
-            Token::With
-        } else {
-            Token::Id(w)
-        });
-    }
-    let mut out = Vec::new();
-    let mut word = String::new();
-    for ch in expr.chars() {
-        match ch {
-            '(' | ')' | '/' => {
-                flush(&mut word, &mut out);
-                out.push(match ch {
-                    '(' => Token::Open,
-                    ')' => Token::Close,
-                    _ => Token::Or,
-                });
-            }
-            c if c.is_whitespace() => flush(&mut word, &mut out),
-            c => word.push(c),
-        }
-    }
-    flush(&mut word, &mut out);
-    out
-}
-
-struct Parser {
-    tokens: Vec<Token>,
-    pos: usize,
-}
-
-impl Parser {
-    fn eat(&mut self, t: &Token) -> bool {
-        if self.tokens.get(self.pos) == Some(t) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn id(&mut self) -> Result<String, String> {
-        match self.tokens.get(self.pos) {
-            Some(Token::Id(id)) => {
-                self.pos += 1;
-                Ok(id.clone())
-            }
-            Some(t) => Err(format!("expected a licence id, found {t:?}")),
-            None => Err("expected a licence id, found the end".to_string()),
-        }
-    }
-
-    // Precedence, loosest first: OR, AND, WITH.
-    fn any(&mut self) -> Result<Licence, String> {
-        let mut parts = vec![self.all()?];
-        while self.eat(&Token::Or) {
-            parts.push(self.all()?);
-        }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Licence::Any(parts)
-        })
-    }
-
-    fn all(&mut self) -> Result<Licence, String> {
-        let mut parts = vec![self.with()?];
-        while self.eat(&Token::And) {
-            parts.push(self.with()?);
-        }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Licence::All(parts)
-        })
-    }
-
-    fn with(&mut self) -> Result<Licence, String> {
-        let base = self.primary()?;
-        if !self.eat(&Token::With) {
-            return Ok(base);
-        }
-        let exception = self.id()?;
-        match base {
-            Licence::Id(id) => Ok(Licence::Id(format!("{id} WITH {exception}"))),
-            _ => Err("WITH must follow a single licence id".to_string()),
-        }
-    }
-
-    fn primary(&mut self) -> Result<Licence, String> {
-        if self.eat(&Token::Open) {
-            let inner = self.any()?;
-            if !self.eat(&Token::Close) {
-                return Err("missing `)`".to_string());
-            }
-            return Ok(inner);
-        }
-        self.id().map(Licence::Id)
-    }
-}
-
-fn parse_licence(expr: &str) -> Result<Licence, String> {
-    let mut p = Parser {
-        tokens: tokenize(expr),
-        pos: 0,
-    };
-    let licence = p
-        .any()
-        .map_err(|e| format!("cannot parse licence expression `{expr}`: {e}"))?;
-    match p.tokens.get(p.pos) {
-        None => Ok(licence),
-        Some(t) => Err(format!("cannot parse licence expression `{expr}`: unexpected {t:?}")),
-    }
-}
-
-fn is_allowed(licence: &Licence, allow: &BTreeSet<String>) -> bool {
-    match licence {
-        Licence::Id(id) => allow.contains(id),
-        Licence::All(parts) => parts.iter().all(|p| is_allowed(p, allow)),
-        Licence::Any(parts) => parts.iter().any(|p| is_allowed(p, allow)),
-    }
-}
-
-/// Ok if at least one alternative of every OR, and every part of every AND, is on the allow-list.
-fn check_licence(expr: &str, allow: &BTreeSet<String>) -> Result<(), String> {
-    let licence = parse_licence(expr)?;
-    if is_allowed(&licence, allow) {
-        Ok(())
-    } else {
-        Err(format!("licence `{expr}` is not allowed by the `{ALLOW_KEY}` list"))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Row generation (for failure messages and VENDOR_NOTES_PRINT)
 // ---------------------------------------------------------------------------------------------
 
@@ -781,57 +618,70 @@ fn every_locked_package_has_a_row() {
     panic!("{msg}\n{HOW_TO_REGENERATE}{}", world.note());
 }
 
-/// (b) Every locked package's licence (from cargo metadata) is allowed by the allow-list.
+/// (b) The licence allow-list is one policy in two places: the `allowed-licenses:` line of
+/// vendor-notes.md (the human record) and `[licenses] allow` of deny.toml, which cargo-deny
+/// (`.ci/deny`, run by CI) enforces over every locked package's SPDX expression.
 #[test]
-fn every_locked_package_has_an_allowed_licence() {
+fn allow_list_matches_deny_toml() {
     let world = world();
-    let rows = world.rows_by_key();
-    let mut problems = Vec::new();
-    let mut unconfirmed = Vec::new();
-    for key in world.required() {
-        let fix = format!(
-            "replace or remove the crate (find who pulls it in: `cargo tree -e normal,build,dev --target all -i {}@{}`), \
-             or, once its licence is reviewed, add it to the `{ALLOW_KEY}` line in {NOTES_FILE}",
-            key.0, key.1
-        );
-        let (expr, source) = match world.meta.packages.get(&key) {
-            Some(pkg) => match &pkg.licence {
-                Some(expr) => (expr.clone(), "cargo metadata"),
-                None => {
-                    problems.push(format!(
-                        "{} declares no SPDX `license` (license-file: {}): review the licence text, then {fix}",
-                        show(&key),
-                        pkg.licence_file.as_deref().unwrap_or("none")
-                    ));
-                    continue;
+    let deny_path = manifest_dir().join(DENY_FILE);
+    let deny = fs::read_to_string(&deny_path).unwrap_or_else(|e| panic!("cannot read {}: {e}", deny_path.display()));
+    let machine = deny_allow_list(&deny).unwrap_or_else(|e| panic!("{DENY_FILE}: {e}"));
+    let only_notes: Vec<&String> = world.allow.difference(&machine).collect();
+    let only_deny: Vec<&String> = machine.difference(&world.allow).collect();
+    assert!(
+        only_notes.is_empty() && only_deny.is_empty(),
+        "the licence allow-lists differ: only on the `{ALLOW_KEY}` line of {NOTES_FILE}: {only_notes:?}; \
+         only in `[licenses] allow` of {DENY_FILE}: {only_deny:?}. Change both together (cargo-deny \
+         enforces {DENY_FILE}; {NOTES_FILE} says why each licence is there)"
+    );
+    assert!(world.notes.contains(TABLE_BEGIN));
+}
+
+/// The strings of the `allow = [...]` array in deny.toml's `[licenses]` table.
+fn deny_allow_list(toml: &str) -> Result<BTreeSet<String>, String> {
+    let mut in_licenses = false;
+    let mut collecting: Option<String> = None;
+    for line in toml.lines() {
+        let code = line.split('#').next().unwrap_or("").trim();
+        if let Some(acc) = collecting.as_mut() {
+            acc.push_str(code);
+            if code.contains(']') {
+                break;
+            }
+            continue;
+        }
+        if code.starts_with('[') && !code.starts_with("[[") && code.ends_with(']') {
+            in_licenses = code == "[licenses]";
+            continue;
+        }
+        if in_licenses {
+            if let Some(rest) = code.strip_prefix("allow") {
+                let rest = rest.trim_start();
+                if let Some(value) = rest.strip_prefix('=') {
+                    collecting = Some(value.trim().to_string());
+                    if value.contains(']') {
+                        break;
+                    }
                 }
-            },
-            // Source not downloaded (platform-only crate, partial metadata): use the table's record.
-            None => match rows.get(&key).and_then(|r| r.first()) {
-                Some(row) => {
-                    unconfirmed.push(show(&key));
-                    (row.licence.clone(), "vendor-notes.md (source not downloaded)")
-                }
-                None => continue, // reported by every_locked_package_has_a_row
-            },
-        };
-        if let Err(e) = check_licence(&expr, &world.allow) {
-            problems.push(format!("{} ({source}): {e}: {fix}", show(&key)));
+            }
         }
     }
-    if !unconfirmed.is_empty() {
-        eprintln!(
-            "licences taken from {NOTES_FILE}, not confirmed by cargo metadata (sources not downloaded): {}",
-            unconfirmed.join(", ")
-        );
+    let value = collecting.ok_or("no `allow = [...]` in its `[licenses]` table")?;
+    let inner = value
+        .trim()
+        .strip_prefix('[')
+        .and_then(|v| v.trim_end().strip_suffix(']'))
+        .ok_or("`[licenses] allow` is not an array")?;
+    let mut out = BTreeSet::new();
+    for item in inner.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let id = item
+            .strip_prefix('"')
+            .and_then(|i| i.strip_suffix('"'))
+            .ok_or_else(|| format!("`{item}` in `[licenses] allow` is not a quoted string"))?;
+        out.insert(id.to_string());
     }
-    assert!(
-        problems.is_empty(),
-        "licence check failed for {} package(s):\n- {}\n\n{HOW_TO_REGENERATE}{}",
-        problems.len(),
-        problems.join("\n- "),
-        world.note()
-    );
+    Ok(out)
 }
 
 /// (c) Every table row names a locked package (no stale or duplicate rows).
@@ -899,20 +749,6 @@ fn table_licences_match_cargo_metadata() {
     );
 }
 
-/// Each allow-list entry is one licence id (or `id WITH exception`), not an expression.
-#[test]
-fn allow_list_entries_are_single_licences() {
-    let world = world();
-    for entry in &world.allow {
-        assert_eq!(
-            parse_licence(entry),
-            Ok(Licence::Id(entry.clone())),
-            "`{entry}` on the `{ALLOW_KEY}` line of {NOTES_FILE} must be a single SPDX licence id"
-        );
-    }
-    assert!(world.notes.contains(TABLE_BEGIN));
-}
-
 /// `VENDOR_NOTES_PRINT=1 cargo test --test vendor_notes -- --nocapture` prints the whole table.
 #[test]
 fn print_generated_table_on_request() {
@@ -932,99 +768,8 @@ fn print_generated_table_on_request() {
 }
 
 #[cfg(test)]
-mod licence_checker {
+mod parsing {
     use super::*;
-
-    fn allow() -> BTreeSet<String> {
-        ["MIT", "Apache-2.0", "ISC", "Unicode-3.0"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    }
-
-    fn ok(expr: &str) -> bool {
-        check_licence(expr, &allow()).is_ok()
-    }
-
-    #[test]
-    fn single_ids() {
-        assert!(ok("MIT"));
-        assert!(ok("  Apache-2.0 "));
-        assert!(!ok("GPL-3.0-only"));
-        assert!(!ok("MIT-0"), "ids match exactly, not by prefix");
-    }
-
-    #[test]
-    fn or_needs_one_allowed_alternative() {
-        assert!(ok("MIT OR Apache-2.0"));
-        assert!(ok("GPL-3.0-only OR MIT"));
-        assert!(ok("MIT OR Apache-2.0 OR LGPL-2.1-or-later"));
-        assert!(!ok("GPL-3.0-only OR LGPL-2.1-or-later"));
-        assert!(ok("mit or Apache-2.0"), "lower-case operators are accepted");
-    }
-
-    #[test]
-    fn slash_is_or() {
-        assert!(ok("MIT/Apache-2.0"));
-        assert!(ok("Unlicense/MIT"));
-        assert!(!ok("Unlicense/GPL-2.0"));
-        assert_eq!(
-            parse_licence("MIT/Apache-2.0"),
-            Ok(Licence::Any(vec![
-                Licence::Id("MIT".into()),
-                Licence::Id("Apache-2.0".into())
-            ]))
-        );
-    }
-
-    #[test]
-    fn and_needs_every_part_allowed() {
-        assert!(ok("Apache-2.0 AND ISC"));
-        assert!(!ok("Apache-2.0 AND OpenSSL"));
-        assert!(ok("(MIT OR Apache-2.0) AND Unicode-3.0"));
-        assert!(!ok("(MIT OR Apache-2.0) AND GPL-3.0-only"));
-        assert!(ok("((MIT))"));
-    }
-
-    #[test]
-    fn and_binds_tighter_than_or() {
-        // MIT OR (GPL AND LGPL)
-        assert!(ok("MIT OR GPL-3.0-only AND LGPL-2.1-only"));
-        assert!(ok("GPL-3.0-only AND LGPL-2.1-only OR MIT"));
-        assert!(!ok("GPL-3.0-only AND (LGPL-2.1-only OR MIT)"));
-    }
-
-    #[test]
-    fn with_makes_one_id() {
-        assert!(ok("Apache-2.0 WITH LLVM-exception OR Apache-2.0 OR MIT"));
-        assert!(
-            !ok("Apache-2.0 WITH LLVM-exception"),
-            "an exception must be allowed as written"
-        );
-        let mut allow = allow();
-        allow.insert("Apache-2.0 WITH LLVM-exception".into());
-        assert!(check_licence("Apache-2.0 WITH LLVM-exception", &allow).is_ok());
-        assert!(parse_licence("(MIT OR ISC) WITH LLVM-exception").is_err());
-    }
-
-    #[test]
-    fn malformed_expressions_are_errors() {
-        for bad in [
-            "",
-            "MIT OR",
-            "OR MIT",
-            "(MIT",
-            "MIT)",
-            "MIT Apache-2.0",
-            "MIT AND AND ISC",
-            "()",
-            "MIT WITH",
-        ] {
-            let r = parse_licence(bad);
-            assert!(r.is_err(), "`{bad}` should not parse, got {r:?}");
-            assert!(check_licence(bad, &allow()).is_err());
-        }
-    }
 
     #[test]
     fn table_and_lock_parsing() {
@@ -1047,5 +792,20 @@ mod licence_checker {
         );
         assert_eq!(lock_value(r#"name = "libc""#, "name"), Some("libc".into()));
         assert_eq!(lock_value(r#"version = "0.2.191""#, "name"), None);
+    }
+
+    #[test]
+    fn deny_allow_list_parsing() {
+        let toml = "[graph]\nallow = [\"no\"]\n\n[licenses]\nversion = 2\n# allow = [\"comment\"]\nallow = [\n    \"MIT\", # why\n    \"ISC\",\n]\n[bans]\n";
+        assert_eq!(
+            deny_allow_list(toml),
+            Ok(["ISC", "MIT"].iter().map(|s| s.to_string()).collect())
+        );
+        assert_eq!(
+            deny_allow_list("[licenses]\nallow = [\"MIT\", \"Apache-2.0\"]\n"),
+            Ok(["Apache-2.0", "MIT"].iter().map(|s| s.to_string()).collect())
+        );
+        assert!(deny_allow_list("[licenses]\nversion = 2\n").is_err());
+        assert!(deny_allow_list("[licenses]\nallow = [MIT]\n").is_err());
     }
 }
