@@ -30,14 +30,35 @@ BUNDLED = {
 }
 
 
-def metadata(target):
+def metadata(target, cargo_config=None):
+    cmd = ["cargo", "metadata", "--format-version", "1", "--locked", "--filter-platform", target]
+    if cargo_config:
+        # A vendored tree (air-gapped build): no registry, the sources from the vendor directory.
+        cmd += ["--offline", "--config", cargo_config]
     out = subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--locked", "--filter-platform", target],
+        cmd,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
     return json.loads(out)
+
+
+def compiled_packages(target, cargo_config=None):
+    """(name, version) of every package compiled into the binary for `target`, as cargo's
+    feature resolver decides it (normal edges, proc-macros and their dependencies left out)."""
+    cmd = ["cargo", "tree", "--locked", "-e", "normal,no-proc-macro", "--target", target, "--prefix", "none", "-f", "{p}"]
+    if cargo_config:
+        cmd += ["--offline", "--config", cargo_config]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    found = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].startswith("v"):
+            found.add((parts[0], parts[1][1:]))
+    if not found:
+        raise SystemExit("sbom: `cargo tree` listed no package")
+    return found
 
 
 def lock_checksums(path):
@@ -60,9 +81,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", required=True)
     ap.add_argument("--binary")
+    ap.add_argument("--cargo-config", help="a cargo config file (the vendor directory's source replacement)")
     args = ap.parse_args()
 
-    meta = metadata(args.target)
+    meta = metadata(args.target, args.cargo_config)
     packages = {p["id"]: p for p in meta["packages"]}
     nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
     root_id = next(i for i, p in packages.items() if p["name"] == ROOT and p["source"] is None)
@@ -70,9 +92,19 @@ def main():
     def is_proc_macro(pkg):
         return any("proc-macro" in t["kind"] for t in pkg["targets"])
 
+    # `cargo metadata` unifies features across build and normal dependencies (a build-only
+    # crate's features can switch on an optional dependency there, e.g. env_filter's regex);
+    # `cargo tree` resolves them as the build does, so only what it lists is kept.
+    compiled = compiled_packages(args.target, args.cargo_config)
+
     def normal_deps(node_id):
         for d in nodes[node_id]["deps"]:
-            if any(k["kind"] is None for k in d["dep_kinds"]) and not is_proc_macro(packages[d["pkg"]]):
+            pkg = packages[d["pkg"]]
+            if (
+                any(k["kind"] is None for k in d["dep_kinds"])
+                and not is_proc_macro(pkg)
+                and (pkg["name"], pkg["version"]) in compiled
+            ):
                 yield d["pkg"]
 
     seen, todo = set(), [root_id]

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Stubs the vendored crates that are never compiled for one target platform.
 
-Usage: vendor-stub-unused.py VENDOR_DIR FULL_METADATA_JSON FILTERED_METADATA_JSON
+Usage: vendor-stub-unused.py VENDOR_DIR FULL_METADATA_JSON FILTERED_METADATA_JSON...
 
 FULL_METADATA_JSON is `cargo metadata --format-version 1` over the vendored sources (every locked
-package); FILTERED_METADATA_JSON is the same with `--filter-platform <triple>`: the packages a
-build for that triple (target and host, here the same triple) can compile. Every other vendored
+package); each FILTERED_METADATA_JSON is the same with `--filter-platform <triple>`: the packages a
+build for that triple can compile. A package kept by any of them stays (give the host's triple,
+which runs the build scripts, and each target's). Every other vendored
 package becomes a stub: its Cargo.toml stays (Cargo parses the manifest of every package in a
 directory source), each target's root file (lib, bins, build script, ...) is an empty file so the
 manifest still resolves its targets, everything else is deleted, and `.cargo-checksum.json`
@@ -46,13 +47,15 @@ def stub(pkg_dir, target_roots):
 
 
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) < 4:
         raise SystemExit(__doc__)
     vendor = os.path.realpath(sys.argv[1])
     with open(sys.argv[2], encoding="utf-8") as f:
         full = json.load(f)
-    with open(sys.argv[3], encoding="utf-8") as f:
-        needed = resolved_ids(json.load(f))
+    needed = set()
+    for path in sys.argv[3:]:
+        with open(path, encoding="utf-8") as f:
+            needed |= resolved_ids(json.load(f))
     stubbed = []
     for pkg in full["packages"]:
         if pkg["id"] in needed or pkg.get("source") is None:

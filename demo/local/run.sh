@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local demo: no AWS account. Installs what is missing (see ensure-deps.sh), builds the
-# plugin in release mode, then tells the story of demo/README.md against the ECS emulator
+# plugin's release artifact (.ci/release), then tells the story of demo/README.md against the ECS emulator
 # (moto on 127.0.0.1):
 #   - without `nomad` on PATH: demo/local/main.rs (the example `local-demo`) plays the Nomad
 #     client and drives the plugin binary step by step;
@@ -16,11 +16,15 @@ root=$(pwd)
 source "$root/demo/local/ensure-deps.sh"
 ensure_deps "$root"
 
-# The binary users ship: static, release (README "Release builds").
-echo "building the plugin: cargo static" >&2
-cargo static
-
-export NOMAD_DRIVER_ECS_BIN="$root/target/x86_64-unknown-linux-gnu/release/nomad-driver-ecs"
+# The binary users ship: the static musl release artifact (README "Release builds"), unless
+# NOMAD_DRIVER_ECS_BIN names one already built (CI passes the one it has just tested).
+if [ -z "${NOMAD_DRIVER_ECS_BIN:-}" ]; then
+  echo "building the plugin: .ci/release x86_64-unknown-linux-musl" >&2
+  "$root/.ci/release" x86_64-unknown-linux-musl
+  NOMAD_DRIVER_ECS_BIN="$root/target/dist/x86_64-unknown-linux-musl/nomad-driver-ecs"
+fi
+[ -x "$NOMAD_DRIVER_ECS_BIN" ] || { echo "local demo: no plugin binary at $NOMAD_DRIVER_ECS_BIN" >&2; exit 1; }
+export NOMAD_DRIVER_ECS_BIN
 export ECS_EMULATOR_PYTHON
 
 CLUSTER=nomad-remote-driver-demo

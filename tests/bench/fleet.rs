@@ -128,8 +128,8 @@ impl Opts {
         let mut build = String::new();
         if let Some(bin) = std::env::var_os("NOMAD_DRIVER_ECS_BIN") {
             let rel = rel(Path::new(&bin));
-            if rel.contains("x86_64-unknown-linux-gnu") {
-                build = "cargo static && ".into();
+            if rel.contains("target/dist/") {
+                build = ".ci/release x86_64-unknown-linux-musl && ".into();
             }
             extra += &format!("NOMAD_DRIVER_ECS_BIN={rel} ");
         }
@@ -341,13 +341,13 @@ fn measure_handshake(binary: &Path, n: usize) -> Handshake {
 // ---- idle figures of each plugin build -----------------------------------------------------------
 
 /// The plugin builds to compare at idle: the one benchmarked, and Cargo's dynamic release and
-/// static (`cargo static`) outputs if present.
+/// the x86_64 musl release artifact (`.ci/release`) if present.
 fn builds(primary: &Path) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut out = vec![primary.to_path_buf()];
     for p in [
         root.join("target/release/nomad-driver-ecs"),
-        root.join("target/x86_64-unknown-linux-gnu/release/nomad-driver-ecs"),
+        root.join("target/dist/x86_64-unknown-linux-musl/nomad-driver-ecs"),
     ] {
         let same = |a: &Path, b: &Path| a.canonicalize().ok().is_some_and(|a| b.canonicalize().ok() == Some(a));
         if p.exists() && !out.iter().any(|o| same(o, &p)) {
