@@ -1,7 +1,7 @@
 //! Task events: what the driver tells Nomad about a task's life (shown in `nomad alloc status`).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use futures_channel::mpsc;
@@ -26,21 +26,24 @@ pub struct EventBus {
 impl EventBus {
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<TaskEvent> {
         let (tx, rx) = mpsc::unbounded();
-        if let Ok(mut subs) = self.subscribers.lock() {
-            subs.push(tx);
-        }
+        self.subscribers().push(tx);
         rx
     }
 
     pub fn publish(&self, event: TaskEvent) {
         log::info!(task_id = event.task_id.as_str(), alloc_id = event.alloc_id.as_str(); "{}", event.message);
-        if let Ok(mut subs) = self.subscribers.lock() {
-            subs.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
-        }
+        self.subscribers().retain(|tx| tx.unbounded_send(event.clone()).is_ok());
     }
 
     pub fn subscriber_count(&self) -> usize {
-        self.subscribers.lock().map(|s| s.len()).unwrap_or(0)
+        self.subscribers().len()
+    }
+
+    /// The subscriber list, also after a panic elsewhere poisoned the lock (a push or a
+    /// retain never leaves it half-changed): a poisoned lock must not silently drop every
+    /// later event.
+    fn subscribers(&self) -> MutexGuard<'_, Vec<mpsc::UnboundedSender<TaskEvent>>> {
+        self.subscribers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -70,5 +73,26 @@ mod tests {
         assert_eq!(bus.subscriber_count(), 1);
         assert_eq!(a.try_recv().unwrap().message, "one");
         assert_eq!(a.try_recv().unwrap().message, "two");
+    }
+
+    #[test]
+    fn a_poisoned_lock_does_not_stop_events() {
+        let bus = EventBus::default();
+        let mut a = bus.subscribe();
+        let poisoned = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = bus.subscribers.lock();
+                panic!("poison the lock on purpose");
+            })
+            .join()
+        });
+        assert!(poisoned.is_err() && bus.subscribers.is_poisoned());
+        bus.publish(ev("after"));
+        let mut b = bus.subscribe();
+        bus.publish(ev("later"));
+        assert_eq!(a.try_recv().unwrap().message, "after");
+        assert_eq!(a.try_recv().unwrap().message, "later");
+        assert_eq!(b.try_recv().unwrap().message, "later");
+        assert_eq!(bus.subscriber_count(), 2);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::aws::ecs::EcsClient;
@@ -59,34 +59,33 @@ impl Poller {
     }
 
     pub fn set_interval(&self, interval: Duration) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.interval = interval;
-        }
+        self.lock().interval = interval;
         self.cond.notify_all();
     }
 
     pub fn watch(&self, task_id: &str, w: Watch) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.watched.insert(task_id.to_string(), w);
-        }
+        self.lock().watched.insert(task_id.to_string(), w);
     }
 
     pub fn unwatch(&self, task_id: &str) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.watched.remove(task_id);
-        }
+        self.lock().watched.remove(task_id);
     }
 
     /// Asks for a poll now instead of at the end of the interval.
     pub fn poke(&self) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.poke = true;
-        }
+        self.lock().poke = true;
         self.cond.notify_all();
     }
 
     pub fn watched_count(&self) -> usize {
-        self.inner.lock().map(|g| g.watched.len()).unwrap_or(0)
+        self.lock().watched.len()
+    }
+
+    /// The state, also after a panic elsewhere poisoned the lock: every update of it is a
+    /// single assignment or map operation, so it is never left half-changed, and a poisoned
+    /// lock must not stop the polling every task's status depends on.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -96,7 +95,7 @@ fn run(weak: std::sync::Weak<Poller>) {
     loop {
         let Some(p) = weak.upgrade() else { return };
         let snapshot: Vec<(String, Watch)> = {
-            let Ok(mut g) = p.inner.lock() else { return };
+            let mut g = p.lock();
             // Recompute the deadline after every wake-up: the interval may have changed.
             loop {
                 let due = last_poll + backoff_interval(g.interval, slow_down);
@@ -106,7 +105,7 @@ fn run(weak: std::sync::Weak<Poller>) {
                 }
                 g = match p.cond.wait_timeout(g, due - now) {
                     Ok((g, _)) => g,
-                    Err(_) => return,
+                    Err(poisoned) => poisoned.into_inner().0,
                 };
             }
             g.poke = false;
@@ -186,5 +185,23 @@ mod tests {
         assert_eq!(backoff_interval(i, 8), MAX_BACKOFF_INTERVAL);
         let long = Duration::from_secs(120);
         assert_eq!(backoff_interval(long, 3), long);
+    }
+
+    #[test]
+    fn a_poisoned_lock_does_not_stop_the_poller() {
+        let p = Poller::start(Duration::from_secs(3600));
+        let poisoned = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = p.inner.lock();
+                panic!("poison the lock on purpose");
+            })
+            .join()
+        });
+        assert!(poisoned.is_err() && p.inner.is_poisoned());
+        p.set_interval(Duration::from_secs(7));
+        p.poke();
+        p.unwatch("nothing");
+        assert_eq!(p.watched_count(), 0);
+        assert_eq!(p.lock().interval, Duration::from_secs(7));
     }
 }
