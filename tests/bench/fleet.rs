@@ -39,6 +39,10 @@ use support::cty::{self, TaskStanza};
 use support::emulator::{Emulator, REGION};
 use support::host::{self, Launch, Plugin};
 
+#[path = "shared.rs"]
+mod shared;
+use shared::{env_or, mem, rel, Mem};
+
 /// The plugin's own default log filter (`NOMAD_DRIVER_ECS_LOG` unset); the test host would
 /// otherwise turn on trace logging.
 const DEFAULT_LOG_FILTER: &str = "warn,nomad_driver_ecs=debug";
@@ -60,13 +64,6 @@ struct Opts {
     /// ECS over HTTPS (a TLS relay in front of the emulator) instead of plain HTTP.
     tls: bool,
     write: bool,
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_string())
 }
 
 fn parse_duration(s: &str) -> Duration {
@@ -147,37 +144,6 @@ impl Opts {
 }
 
 // ---- measurements ------------------------------------------------------------------------------
-
-/// A few fields of /proc/<pid>/status (kB) and the CPU time so far.
-#[derive(Clone, Copy, Default)]
-struct Mem {
-    rss_kb: u64,
-    anon_kb: u64,
-    file_kb: u64,
-    hwm_kb: u64,
-    virt_kb: u64,
-    threads: u64,
-}
-
-fn mem(pid: u32) -> Mem {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Mem {
-        rss_kb: field("VmRSS:"),
-        anon_kb: field("RssAnon:"),
-        file_kb: field("RssFile:"),
-        hwm_kb: field("VmHWM:"),
-        virt_kb: field("VmSize:"),
-        threads: field("Threads:"),
-    }
-}
 
 /// User + system CPU seconds the process used so far.
 fn cpu_secs(pid: u32) -> f64 {
@@ -826,13 +792,6 @@ fn machine() -> Vec<(String, String)> {
             ),
         ),
     ]
-}
-
-fn rel(p: &Path) -> String {
-    p.strip_prefix(env!("CARGO_MANIFEST_DIR"))
-        .unwrap_or(p)
-        .display()
-        .to_string()
 }
 
 fn report(opts: &Opts, binary: &Path, idle: &[Idle], fleets: &[Fleet], took: Duration) -> String {

@@ -27,6 +27,10 @@ use std::time::{Duration, Instant};
 
 use nomad_driver_ecs::plugin::handshake::{COOKIE_KEY, COOKIE_VALUE};
 
+#[path = "shared.rs"]
+mod shared;
+use shared::{env_or, mem, rel, Mem};
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const RUST_ARTIFACT: &str = "target/dist/x86_64-unknown-linux-musl/nomad-driver-ecs";
 /// Other builds of the plugin, in the order they are tried when the release artifact is missing.
@@ -46,13 +50,6 @@ struct Opts {
     idle: Duration,
     idle_runs: usize,
     write: bool,
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_string())
 }
 
 fn num(name: &str, default: &str) -> usize {
@@ -76,13 +73,6 @@ impl Opts {
 
 fn root_path(rel: &str) -> PathBuf {
     Path::new(ROOT).join(rel)
-}
-
-/// `p` relative to the project root when it is below it.
-fn rel(p: &Path) -> String {
-    p.strip_prefix(ROOT)
-        .map(|r| r.display().to_string())
-        .unwrap_or_else(|_| p.display().to_string())
 }
 
 fn run(cmd: &str, args: &[&str]) -> String {
@@ -297,32 +287,6 @@ impl Launched {
 }
 
 // ---- measurements ----------------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Default)]
-struct Mem {
-    rss_kb: u64,
-    anon_kb: u64,
-    file_kb: u64,
-    threads: u64,
-}
-
-fn mem(pid: u32) -> Mem {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Mem {
-        rss_kb: field("VmRSS:"),
-        anon_kb: field("RssAnon:"),
-        file_kb: field("RssFile:"),
-        threads: field("Threads:"),
-    }
-}
 
 /// `n` handshake samples of each binary, alternating (which one goes first alternates too),
 /// after one unmeasured warm-up each (page cache).
