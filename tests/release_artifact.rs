@@ -115,7 +115,7 @@ fn carries_its_dependency_list() {
     let Some(bin) = release_bin("carries_its_dependency_list") else {
         return;
     };
-    // Only artifacts of `.ci/release` (cargo auditable) carry the list; `cargo static` ones do not.
+    // Only artifacts of `.ci/release` (cargo auditable) carry the list; a plain `cargo build` does not.
     if env_value("NOMAD_DRIVER_ECS_RELEASE_AUDITABLE").as_deref() != Some("1") {
         let line = "release_artifact::carries_its_dependency_list: skipped: set NOMAD_DRIVER_ECS_RELEASE_AUDITABLE=1 for a .ci/release artifact\n";
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
